@@ -1,0 +1,72 @@
+//! Runs one task attempt through a language model.
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use vapora_llm_router::{ChatMessage, ChatRequest, LlmClient, LlmError, StreamEvent};
+use vapora_shared::{Task, TaskResult};
+
+use crate::RoleCatalog;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutionError {
+    #[error("no system prompt is configured for role {0}")]
+    UnknownRole(String),
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// The chat request an agent sends for `task`.
+pub fn build_request(roles: &RoleCatalog, task: &Task) -> Result<ChatRequest, ExecutionError> {
+    let system = roles
+        .system_prompt(&task.role)
+        .ok_or_else(|| ExecutionError::UnknownRole(task.role.to_string()))?;
+    let mut user = format!("Task: {}", task.title);
+    if !task.description.trim().is_empty() {
+        user.push_str("\n\n");
+        user.push_str(&task.description);
+    }
+    Ok(ChatRequest {
+        messages: vec![ChatMessage::system(system), ChatMessage::user(user)],
+        ..ChatRequest::default()
+    })
+}
+
+/// Runs `task` and returns its result. Every streamed chunk is handed to
+/// `on_chunk` as it arrives; `cancel` aborts the call (the stream is dropped,
+/// which closes the provider connection).
+pub async fn execute(
+    llm: &dyn LlmClient,
+    roles: &RoleCatalog,
+    task: &Task,
+    cancel: &CancellationToken,
+    mut on_chunk: impl FnMut(&str) + Send,
+) -> Result<TaskResult, ExecutionError> {
+    let request = build_request(roles, task)?;
+    let run = async {
+        let mut stream = llm.stream(&request).await?;
+        while let Some(event) = stream.next().await {
+            match event? {
+                StreamEvent::Delta(text) => on_chunk(&text),
+                StreamEvent::Finished(done) => {
+                    return Ok(TaskResult {
+                        output: done.text,
+                        provider: done.provider,
+                        model: done.model,
+                        tokens_in: done.usage.input_tokens,
+                        tokens_out: done.usage.output_tokens,
+                        cost_usd: done.cost_usd,
+                    });
+                }
+            }
+        }
+        Err(ExecutionError::Llm(LlmError::Truncated {
+            provider: llm.provider().to_owned(),
+        }))
+    };
+    tokio::select! {
+        result = run => result,
+        () = cancel.cancelled() => Err(ExecutionError::Cancelled),
+    }
+}

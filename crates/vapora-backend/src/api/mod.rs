@@ -1,0 +1,62 @@
+//! The HTTP surface: routes, extractors, handlers and the shared state.
+
+pub mod agents;
+pub mod extract;
+pub mod health;
+pub mod projects;
+pub mod state;
+pub mod task_queue;
+pub mod tasks;
+pub mod ws;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, StatusCode, Uri};
+use axum::routing::{get, post};
+
+pub use state::AppState;
+
+use crate::error::AppError;
+
+/// Largest request body accepted; larger ones get 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The whole API as a router; tests call this directly.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/projects", post(projects::create).get(projects::list))
+        .route(
+            "/projects/{id}",
+            get(projects::get)
+                .patch(projects::update)
+                .delete(projects::delete),
+        )
+        .route("/projects/{id}/board", get(projects::board))
+        .route("/tasks", post(tasks::create).get(tasks::list))
+        .route("/tasks/{id}", get(tasks::get).patch(tasks::update))
+        .route("/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/tasks/{id}/retry", post(tasks::retry))
+        .route("/agents", get(agents::list))
+        .route("/agents/{id}", get(agents::get))
+        .route("/ws", get(ws::subscribe));
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .nest("/api/v1", v1)
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn no_route(uri: Uri) -> AppError {
+    AppError::NoRoute(uri.path().to_owned())
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> AppError {
+    AppError::BadRequest {
+        code: "method_not_allowed",
+        message: format!("{method} is not allowed on {}", uri.path()),
+        status: StatusCode::METHOD_NOT_ALLOWED,
+    }
+}

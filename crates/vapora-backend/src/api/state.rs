@@ -1,0 +1,53 @@
+//! The state every handler shares.
+//!
+//! `AppState` is cloned into each request, so every field is a cheap handle:
+//! services hold `Arc`s or clonable clients inside, the agent registry is an
+//! `Arc<RwLock<..>>` (read-heavy) and the task queue an `Arc<Mutex<..>>`
+//! (every access mutates).
+//!
+//! Lock order: if code ever needs both, it takes `agent_registry` before
+//! `task_queue`. Today no code path holds the two at once, and no lock is
+//! held across an `.await` on I/O.
+
+use tokio_util::sync::CancellationToken;
+
+use crate::api::task_queue::SharedTaskQueue;
+use crate::config::Settings;
+use crate::events::EventBus;
+use crate::services::{ProjectService, TaskService};
+use crate::storage::Database;
+use crate::swarm::registry::AgentRegistry;
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub project_service: ProjectService,
+    pub task_service: TaskService,
+    pub agent_registry: AgentRegistry,
+    pub task_queue: SharedTaskQueue,
+    pub events: EventBus,
+    pub db: Database,
+    /// Cancelled when the server starts shutting down (closes WebSockets).
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Wires the services over one database, queue and event bus.
+    pub fn new(
+        settings: &Settings,
+        db: Database,
+        roles: vapora_agents::RoleCatalog,
+        running: crate::swarm::cancellations::RunningTasks,
+    ) -> Self {
+        let events = EventBus::new(settings.ws_buffer);
+        let task_queue = SharedTaskQueue::new(settings.queue_capacity);
+        Self {
+            project_service: ProjectService::new(db.clone(), events.clone()),
+            task_service: TaskService::new(db.clone(), task_queue.clone(), events.clone(), roles, running),
+            agent_registry: AgentRegistry::default(),
+            task_queue,
+            events,
+            db,
+            shutdown: CancellationToken::new(),
+        }
+    }
+}

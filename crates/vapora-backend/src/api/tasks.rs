@@ -1,0 +1,102 @@
+//! `/api/v1/tasks` handlers.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use vapora_shared::{NewTask, Role, Task, TaskId, TaskPatch, TaskStatus};
+
+use crate::api::AppState;
+use crate::api::extract::{Json, Path, Query, parse_id};
+use crate::error::AppError;
+use crate::services::TaskPage;
+use crate::storage::TaskFilter;
+
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 500;
+
+/// Query string of `GET /api/v1/tasks`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    project_id: Option<String>,
+    status: Option<String>,
+    role: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+impl ListQuery {
+    fn into_filter(self) -> Result<TaskFilter, AppError> {
+        let status = self
+            .status
+            .map(|s| {
+                TaskStatus::parse(&s)
+                    .ok_or_else(|| AppError::bad_request("invalid_query", format!("unknown status {s:?}")))
+            })
+            .transpose()?;
+        let role = self
+            .role
+            .map(|r| Role::parse(&r).map_err(|e| AppError::bad_request("invalid_query", e.to_string())))
+            .transpose()?;
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(AppError::bad_request(
+                "invalid_query",
+                format!("limit must be between 1 and {MAX_PAGE}"),
+            ));
+        }
+        Ok(TaskFilter {
+            project_id: self
+                .project_id
+                .as_deref()
+                .map(|p| parse_id("project", p))
+                .transpose()?,
+            status,
+            role,
+            after: self
+                .cursor
+                .as_deref()
+                .map(|c| parse_id("cursor", c))
+                .transpose()?,
+            limit,
+        })
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Json(body): Json<NewTask>,
+) -> Result<(StatusCode, Json<Task>), AppError> {
+    Ok((StatusCode::CREATED, Json(state.task_service.create(body).await?)))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<TaskPage>, AppError> {
+    Ok(Json(state.task_service.list(query.into_filter()?).await?))
+}
+
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Task>, AppError> {
+    let id: TaskId = parse_id("task", &id)?;
+    Ok(Json(state.task_service.get(id).await?))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Json(patch): Json<TaskPatch>,
+) -> Result<Json<Task>, AppError> {
+    let id: TaskId = parse_id("task", &id)?;
+    Ok(Json(state.task_service.patch(id, patch).await?))
+}
+
+pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Task>, AppError> {
+    let id: TaskId = parse_id("task", &id)?;
+    Ok(Json(state.task_service.cancel(id).await?))
+}
+
+pub async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Task>, AppError> {
+    let id: TaskId = parse_id("task", &id)?;
+    Ok(Json(state.task_service.retry(id).await?))
+}

@@ -1,0 +1,144 @@
+//! Backend settings, read from `VAPORA_*` environment variables.
+//!
+//! Every setting has a default that runs on a fresh machine with no other
+//! service; the README's configuration reference lists them all.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use vapora_llm_router::{LlmError, ProviderConfig, ProviderKind};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub host: IpAddr,
+    /// 0 picks a free port (tests).
+    pub port: u16,
+    /// `surrealkv://path`, `mem://` or `ws://host:port`.
+    pub database_url: String,
+    pub queue_capacity: usize,
+    pub workers_per_role: usize,
+    /// System prompts per role; the built-in set when `None`.
+    pub roles_file: Option<PathBuf>,
+    /// Events buffered per WebSocket client before it is told it lagged.
+    pub ws_buffer: usize,
+    /// How long in-flight tasks may run on after SIGINT/SIGTERM.
+    pub shutdown_grace: Duration,
+    pub llm: ProviderConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{name} is invalid: {value:?} ({reason})")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 8001,
+            database_url: "surrealkv://data/vapora".into(),
+            queue_capacity: 10_000,
+            workers_per_role: 2,
+            roles_file: None,
+            ws_buffer: 1024,
+            shutdown_grace: Duration::from_secs(10),
+            llm: ProviderConfig {
+                kind: ProviderKind::Auto,
+                name: "openai".into(),
+                request_timeout: Duration::from_secs(120),
+                echo_word_delay: Duration::from_millis(20),
+            },
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let defaults = Self::default();
+        let roles_file = get("VAPORA_ROLES_FILE").map(PathBuf::from).or_else(|| {
+            let shipped = PathBuf::from("config/roles.toml");
+            shipped.exists().then_some(shipped)
+        });
+        Ok(Self {
+            host: parse(&get, "VAPORA_HOST", defaults.host)?,
+            port: parse(&get, "VAPORA_PORT", defaults.port)?,
+            database_url: get("VAPORA_DATABASE_URL").unwrap_or(defaults.database_url),
+            queue_capacity: positive(
+                parse(&get, "VAPORA_QUEUE_CAPACITY", defaults.queue_capacity)?,
+                "VAPORA_QUEUE_CAPACITY",
+            )?,
+            workers_per_role: positive(
+                parse(&get, "VAPORA_WORKERS_PER_ROLE", defaults.workers_per_role)?,
+                "VAPORA_WORKERS_PER_ROLE",
+            )?,
+            roles_file,
+            ws_buffer: positive(
+                parse(&get, "VAPORA_WS_BUFFER", defaults.ws_buffer)?,
+                "VAPORA_WS_BUFFER",
+            )?,
+            shutdown_grace: Duration::from_secs(parse(&get, "VAPORA_SHUTDOWN_GRACE_SECS", 10u64)?),
+            llm: ProviderConfig::from_env(&get)?,
+        })
+    }
+}
+
+fn parse<T: FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, SettingsError>
+where
+    T::Err: std::fmt::Display,
+{
+    match get(name) {
+        None => Ok(default),
+        Some(value) => value.trim().parse().map_err(|e: T::Err| SettingsError::Invalid {
+            name,
+            reason: e.to_string(),
+            value,
+        }),
+    }
+}
+
+fn positive(value: usize, name: &'static str) -> Result<usize, SettingsError> {
+    if value == 0 {
+        return Err(SettingsError::Invalid {
+            name,
+            value: "0".into(),
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_overrides_and_rejects_garbage() {
+        let s = Settings::from_lookup(|k| match k {
+            "VAPORA_PORT" => Some("9000".into()),
+            "VAPORA_DATABASE_URL" => Some("mem://".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!((s.port, s.database_url.as_str()), (9000, "mem://"));
+        assert!(Settings::from_lookup(|k| (k == "VAPORA_PORT").then(|| "x".into())).is_err());
+        assert!(Settings::from_lookup(|k| (k == "VAPORA_QUEUE_CAPACITY").then(|| "0".into())).is_err());
+    }
+}

@@ -1,0 +1,143 @@
+//! The API's one error type and its JSON form.
+//!
+//! Every failure a client can see is an [`AppError`]; it renders as
+//! `{"error":{"code":"snake_case","message":"..."}}` with the matching status.
+//! Internal errors are logged with detail and reported without it.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use vapora_shared::{TransitionError, ValidationError};
+
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{resource} {id} not found")]
+    NotFound { resource: &'static str, id: String },
+    #[error("no route for {0}")]
+    NoRoute(String),
+    #[error("{message}")]
+    BadRequest {
+        code: &'static str,
+        message: String,
+        status: StatusCode,
+    },
+    #[error("{0}")]
+    Validation(#[from] ValidationError),
+    #[error("{0}")]
+    Transition(#[from] TransitionError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the task queue is full ({capacity} tasks); retry later")]
+    QueueFull { capacity: usize, retry_after: Duration },
+    #[error("storage is unavailable")]
+    Storage(#[from] StorageError),
+}
+
+impl AppError {
+    pub fn not_found(resource: &'static str, id: impl ToString) -> Self {
+        Self::NotFound {
+            resource,
+            id: id.to_string(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+            status: StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::NotFound { .. } | Self::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::BadRequest { code, status, .. } => (*status, code),
+            Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            Self::Transition(_) => (StatusCode::CONFLICT, "invalid_transition"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::QueueFull { .. } => (StatusCode::SERVICE_UNAVAILABLE, "queue_full"),
+            Self::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if let Self::Storage(e) = &self {
+            tracing::error!(error = %e, "storage failure");
+        }
+        let body = Json(json!({ "error": { "code": code, "message": self.to_string() } }));
+        let mut response = (status, body).into_response();
+        let retry_after = match &self {
+            Self::QueueFull { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            Self::Storage(_) => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<JsonRejection> for AppError {
+    fn from(rejection: JsonRejection) -> Self {
+        let code = match &rejection {
+            JsonRejection::JsonDataError(_) => "invalid_body",
+            JsonRejection::JsonSyntaxError(_) => "malformed_json",
+            JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
+            _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            _ => "invalid_body",
+        };
+        Self::BadRequest {
+            code,
+            message: clip(rejection.body_text()),
+            status: rejection.status(),
+        }
+    }
+}
+
+/// Keeps error messages short: serde quotes offending values, and a client
+/// that sent a 1 MB string does not need it back.
+fn clip(mut message: String) -> String {
+    const MAX: usize = 300;
+    if message.len() > MAX {
+        let cut = (0..=MAX)
+            .rev()
+            .find(|&i| message.is_char_boundary(i))
+            .unwrap_or(0);
+        message.truncate(cut);
+        message.push('…');
+    }
+    message
+}
+
+impl From<QueryRejection> for AppError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::bad_request("invalid_query", clip(rejection.body_text()))
+    }
+}
+
+impl From<PathRejection> for AppError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::bad_request("invalid_path", clip(rejection.body_text()))
+    }
+}

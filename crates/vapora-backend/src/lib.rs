@@ -1,0 +1,19 @@
+//! The Vapora API service.
+//!
+//! Clients create projects and tasks over REST; tasks wait in a bounded
+//! priority queue ([`api::task_queue`]) until an agent of the right role
+//! takes them ([`swarm`]); every change is stored in SurrealDB
+//! ([`storage`]) and streamed to WebSocket dashboards ([`events`]).
+//! [`startup::Application`] wires it all together.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod services;
+pub mod startup;
+pub mod storage;
+pub mod swarm;
+
+pub use config::Settings;
+pub use startup::{Application, shutdown_signal};

@@ -1,0 +1,8 @@
+//! Business logic, kept out of the HTTP handlers so that the API, the worker
+//! pool and tests all go through the same rules.
+
+pub mod projects;
+pub mod tasks;
+
+pub use projects::ProjectService;
+pub use tasks::{Board, BoardColumn, TaskPage, TaskService};

@@ -1,0 +1,438 @@
+//! Tasks: creation, board moves, and the worker-side lifecycle.
+//!
+//! Every change is a read–decide–compare-and-set loop over the stored task
+//! ([`TaskService::update_task`]): the decision is made against the state
+//! actually stored, and a concurrent writer makes us re-read and decide
+//! again rather than overwrite. Side effects (queue, cancellation, events)
+//! happen only after the write won.
+//!
+//! Worker results are fenced by attempt: only the attempt the task is
+//! currently on may move it, so a late answer from a superseded attempt is
+//! logged and dropped.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::Serialize;
+use vapora_agents::RoleCatalog;
+use vapora_shared::{
+    AgentId, Event, NewTask, Project, Task, TaskId, TaskPatch, TaskResult, TaskStatus, TransitionError,
+};
+
+use crate::api::task_queue::{Admission, SharedTaskQueue};
+use crate::error::AppError;
+use crate::events::EventBus;
+use crate::storage::{Database, TaskFilter};
+use crate::swarm::cancellations::RunningTasks;
+
+/// Lost compare-and-set races tolerated before giving up with a conflict.
+const MAX_WRITE_RACES: usize = 32;
+
+#[derive(Debug, Clone)]
+pub struct TaskService {
+    db: Database,
+    queue: SharedTaskQueue,
+    events: EventBus,
+    roles: RoleCatalog,
+    running: RunningTasks,
+}
+
+/// One page of `GET /api/v1/tasks`.
+#[derive(Debug, Serialize)]
+pub struct TaskPage {
+    pub items: Vec<Task>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<TaskId>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BoardColumn {
+    pub status: TaskStatus,
+    pub tasks: Vec<Task>,
+}
+
+/// `GET /api/v1/projects/{id}/board`: the project's tasks by status column.
+#[derive(Debug, Serialize)]
+pub struct Board {
+    pub project: Project,
+    pub columns: Vec<BoardColumn>,
+}
+
+/// What a person asked for, through PATCH, cancel or retry.
+#[derive(Debug)]
+enum UserChange {
+    Patch(TaskPatch),
+    Cancel,
+    Retry,
+}
+
+impl TaskService {
+    pub fn new(
+        db: Database,
+        queue: SharedTaskQueue,
+        events: EventBus,
+        roles: RoleCatalog,
+        running: RunningTasks,
+    ) -> Self {
+        Self {
+            db,
+            queue,
+            events,
+            roles,
+            running,
+        }
+    }
+
+    pub fn roles(&self) -> &RoleCatalog {
+        &self.roles
+    }
+
+    fn check_role(&self, role: &vapora_shared::Role) -> Result<(), AppError> {
+        if self.roles.contains(role) {
+            return Ok(());
+        }
+        let known: Vec<&str> = self.roles.roles().map(|r| r.as_str()).collect();
+        Err(AppError::unprocessable(
+            "unknown_role",
+            format!("unknown role {role:?}; known roles: {}", known.join(", ")),
+        ))
+    }
+
+    fn admit(&self) -> Result<Admission, AppError> {
+        self.queue.admit().map_err(|_| AppError::QueueFull {
+            capacity: self.queue.capacity(),
+            retry_after: Duration::from_secs(1),
+        })
+    }
+
+    pub async fn create(&self, new: NewTask) -> Result<Task, AppError> {
+        let dispatch = new.dispatch;
+        let mut task = new.into_task(Utc::now())?;
+        self.check_role(&task.role)?;
+        if self.db.get_project(task.project_id).await?.is_none() {
+            return Err(AppError::unprocessable(
+                "unknown_project",
+                format!("project {} does not exist", task.project_id),
+            ));
+        }
+        // Take queue room before storing anything: a full queue refuses the
+        // task outright instead of storing one that can never run.
+        let admission = if dispatch {
+            let admission = self.admit()?;
+            move_to(&mut task, TaskStatus::Queued);
+            Some(admission)
+        } else {
+            None
+        };
+        self.db.insert_task(&task).await?;
+        self.events.publish(&Event::TaskCreated(task.clone()));
+        if let Some(admission) = admission {
+            self.queue
+                .push(task.id, task.attempt, task.role.clone(), task.priority, admission)
+                .await;
+        }
+        Ok(task)
+    }
+
+    pub async fn get(&self, id: TaskId) -> Result<Task, AppError> {
+        Ok(self
+            .db
+            .get_task(id)
+            .await?
+            .ok_or_else(|| AppError::not_found("task", id))?
+            .task)
+    }
+
+    pub async fn list(&self, mut filter: TaskFilter) -> Result<TaskPage, AppError> {
+        let limit = filter.limit;
+        filter.limit = limit + 1;
+        let mut items = self.db.list_tasks(&filter).await?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|t| t.id)
+        } else {
+            None
+        };
+        Ok(TaskPage { items, next_cursor })
+    }
+
+    pub async fn board(&self, project: Project) -> Result<Board, AppError> {
+        let tasks = self.db.project_tasks(project.id).await?;
+        let columns = TaskStatus::ALL
+            .into_iter()
+            .map(|status| BoardColumn {
+                status,
+                tasks: tasks.iter().filter(|t| t.status == status).cloned().collect(),
+            })
+            .collect();
+        Ok(Board { project, columns })
+    }
+
+    pub async fn patch(&self, id: TaskId, patch: TaskPatch) -> Result<Task, AppError> {
+        if let Some(role) = &patch.role {
+            self.check_role(role)?;
+        }
+        self.apply_user_change(id, UserChange::Patch(patch)).await
+    }
+
+    pub async fn cancel(&self, id: TaskId) -> Result<Task, AppError> {
+        self.apply_user_change(id, UserChange::Cancel).await
+    }
+
+    pub async fn retry(&self, id: TaskId) -> Result<Task, AppError> {
+        self.apply_user_change(id, UserChange::Retry).await
+    }
+
+    async fn apply_user_change(&self, id: TaskId, change: UserChange) -> Result<Task, AppError> {
+        let target = match &change {
+            UserChange::Patch(p) => p.status,
+            UserChange::Cancel => Some(TaskStatus::Cancelled),
+            UserChange::Retry => Some(TaskStatus::Queued),
+        };
+        let mut admission = if target == Some(TaskStatus::Queued) {
+            Some(self.admit()?)
+        } else {
+            None
+        };
+        let now = Utc::now();
+        let mut before: Option<Task> = None;
+        let after = self
+            .update_task(id, |task| {
+                before = Some(task.clone());
+                let mut next = match &change {
+                    UserChange::Patch(patch) => {
+                        if (patch.changes_content() || patch.priority.is_some())
+                            && task.status == TaskStatus::Running
+                        {
+                            return Err(AppError::Conflict(
+                                "the task is running; cancel it (or wait for it) before editing".into(),
+                            ));
+                        }
+                        patch.apply_fields(task)?
+                    }
+                    UserChange::Retry if task.status != TaskStatus::Failed => {
+                        return Err(AppError::Conflict(format!(
+                            "only failed tasks can be retried; this one is {}",
+                            task.status
+                        )));
+                    }
+                    _ => task.clone(),
+                };
+                if let Some(to) = target.filter(|to| *to != task.status) {
+                    if !task.status.can_be_moved_by_user_to(to) {
+                        return Err(TransitionError {
+                            from: task.status,
+                            to,
+                        }
+                        .into());
+                    }
+                    move_to(&mut next, to);
+                }
+                next.updated_at = now;
+                Ok(Some(next))
+            })
+            .await?
+            .expect("user changes always write");
+        let before = before.expect("update_task read the task");
+
+        // Side effects, now that the write is ours.
+        match (before.status, after.status) {
+            (from, TaskStatus::Queued) if from != TaskStatus::Queued => {
+                let admission = admission.take().expect("admitted for a move to queued");
+                self.queue
+                    .push(
+                        after.id,
+                        after.attempt,
+                        after.role.clone(),
+                        after.priority,
+                        admission,
+                    )
+                    .await;
+            }
+            (TaskStatus::Queued, TaskStatus::Queued)
+                if before.role != after.role || before.priority != after.priority =>
+            {
+                self.queue
+                    .requeue_as(after.id, after.role.clone(), after.priority)
+                    .await;
+            }
+            (TaskStatus::Queued, TaskStatus::Queued) => {}
+            (TaskStatus::Queued, _) => {
+                self.queue.remove(after.id).await;
+            }
+            (TaskStatus::Running, TaskStatus::Cancelled) => {
+                self.running.cancel(after.id);
+            }
+            _ => {}
+        }
+        self.events.publish(&Event::TaskUpdated(after.clone()));
+        Ok(after)
+    }
+
+    /// Worker side: claims `attempt` of the task for `agent`. Returns `None`
+    /// when the attempt is no longer current (cancelled, superseded).
+    pub async fn start_attempt(
+        &self,
+        id: TaskId,
+        attempt: u32,
+        agent: &AgentId,
+    ) -> Result<Option<Task>, AppError> {
+        let now = Utc::now();
+        let started = self
+            .update_task(id, |task| {
+                if task.status != TaskStatus::Queued || task.attempt != attempt {
+                    return Ok(None);
+                }
+                let mut next = task.clone();
+                move_to(&mut next, TaskStatus::Running);
+                next.assigned_agent = Some(agent.clone());
+                next.started_at = Some(now);
+                next.updated_at = now;
+                Ok(Some(next))
+            })
+            .await;
+        self.publish_worker_change(id, attempt, "start", started)
+    }
+
+    /// Worker side: records the outcome of `attempt`. A result for an attempt
+    /// that is no longer running is ignored (and logged), never applied.
+    pub async fn finish_attempt(
+        &self,
+        id: TaskId,
+        attempt: u32,
+        outcome: Result<TaskResult, String>,
+    ) -> Result<Option<Task>, AppError> {
+        let now = Utc::now();
+        let finished = self
+            .update_task(id, |task| {
+                if task.status != TaskStatus::Running || task.attempt != attempt {
+                    return Ok(None);
+                }
+                let mut next = task.clone();
+                match &outcome {
+                    Ok(result) => {
+                        let to = if task.requires_approval {
+                            TaskStatus::Review
+                        } else {
+                            TaskStatus::Done
+                        };
+                        move_to(&mut next, to);
+                        next.result = Some(result.clone());
+                    }
+                    Err(error) => {
+                        move_to(&mut next, TaskStatus::Failed);
+                        next.error = Some(error.clone());
+                    }
+                }
+                next.updated_at = now;
+                Ok(Some(next))
+            })
+            .await;
+        self.publish_worker_change(id, attempt, "result", finished)
+    }
+
+    /// Puts a running attempt back in `queued` under a new attempt, without
+    /// queueing it in memory: used when this process stops mid-task, so the
+    /// next start (or another replica) picks it up.
+    pub async fn interrupt_attempt(&self, id: TaskId, attempt: u32) -> Result<Option<Task>, AppError> {
+        let now = Utc::now();
+        let requeued = self
+            .update_task(id, |task| {
+                if task.status != TaskStatus::Running || task.attempt != attempt {
+                    return Ok(None);
+                }
+                let mut next = task.clone();
+                move_to(&mut next, TaskStatus::Queued);
+                next.updated_at = now;
+                Ok(Some(next))
+            })
+            .await;
+        self.publish_worker_change(id, attempt, "interrupt", requeued)
+    }
+
+    fn publish_worker_change(
+        &self,
+        id: TaskId,
+        attempt: u32,
+        what: &str,
+        change: Result<Option<Task>, AppError>,
+    ) -> Result<Option<Task>, AppError> {
+        match &change {
+            Ok(Some(task)) => self.events.publish(&Event::TaskUpdated(task.clone())),
+            Ok(None) => tracing::info!(task = %id, attempt, "stale {what} for a superseded attempt ignored"),
+            Err(_) => {}
+        }
+        change
+    }
+
+    /// Start-up recovery: work that was queued or running when the process
+    /// stopped goes back in the queue. Running attempts were cut off, so they
+    /// get a new attempt number; their old worker can no longer report.
+    pub async fn requeue_interrupted_work(&self) -> Result<usize, AppError> {
+        let pending = self
+            .db
+            .tasks_in_status(&[TaskStatus::Queued, TaskStatus::Running])
+            .await?;
+        let count = pending.len();
+        for stored in pending {
+            let mut task = stored.task;
+            if task.status == TaskStatus::Running {
+                let attempt = task.attempt;
+                match self.interrupt_attempt(task.id, attempt).await? {
+                    Some(requeued) => task = requeued,
+                    None => continue,
+                }
+            }
+            self.queue
+                .push_recovered(task.id, task.attempt, task.role.clone(), task.priority)
+                .await;
+        }
+        Ok(count)
+    }
+
+    /// Read, let `decide` compute the next state, and write it if nobody
+    /// wrote in between; on a lost race, start over from a fresh read.
+    /// `decide` returning `Ok(None)` means "nothing to write".
+    async fn update_task(
+        &self,
+        id: TaskId,
+        mut decide: impl FnMut(&Task) -> Result<Option<Task>, AppError>,
+    ) -> Result<Option<Task>, AppError> {
+        for _ in 0..MAX_WRITE_RACES {
+            let stored = self
+                .db
+                .get_task(id)
+                .await?
+                .ok_or_else(|| AppError::not_found("task", id))?;
+            let Some(next) = decide(&stored.task)? else {
+                return Ok(None);
+            };
+            if self.db.replace_task(&next, stored.rev).await?.is_some() {
+                return Ok(Some(next));
+            }
+        }
+        Err(AppError::Conflict(format!(
+            "task {id} is changing too fast; try again"
+        )))
+    }
+}
+
+/// Applies the bookkeeping of a status change: a new dispatch is a new
+/// attempt with a clean slate; leaving for a final state stamps the end.
+fn move_to(task: &mut Task, to: TaskStatus) {
+    match to {
+        TaskStatus::Queued => {
+            task.attempt += 1;
+            task.assigned_agent = None;
+            task.result = None;
+            task.error = None;
+            task.started_at = None;
+            task.finished_at = None;
+        }
+        TaskStatus::Done | TaskStatus::Failed | TaskStatus::Cancelled | TaskStatus::Review => {
+            task.finished_at = Some(Utc::now());
+        }
+        TaskStatus::Todo | TaskStatus::Running => {}
+    }
+    task.status = to;
+}

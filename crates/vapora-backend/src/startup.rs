@@ -1,0 +1,176 @@
+//! Building and running the application: the piece `main` and the tests share.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+use vapora_agents::{RoleCatalog, RoleCatalogError};
+use vapora_llm_router::LlmError;
+
+use crate::api::{AppState, router};
+use crate::config::Settings;
+use crate::storage::{Database, StorageError};
+use crate::swarm::cancellations::RunningTasks;
+use crate::swarm::pool::{self, PoolContext, PoolShutdown};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("roles file {path}: {source}")]
+    RolesFile { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Roles(#[from] RoleCatalogError),
+    #[error("LLM provider: {0}")]
+    Llm(#[from] LlmError),
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(#[from] std::io::Error),
+    #[error("recovering interrupted tasks: {0}")]
+    Recovery(#[from] crate::error::AppError),
+}
+
+/// A fully wired backend, listening but not yet serving.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    pool: PoolShutdown,
+    workers: TaskTracker,
+    settings: Settings,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let threads = tokio::runtime::Handle::current().metrics().num_workers();
+        tracing::info!(worker_threads = threads, "tokio multi-threaded runtime started");
+
+        let db = Database::connect(&settings.database_url).await?;
+        tracing::info!(url = %settings.database_url, "storage connected, schema defined");
+
+        let roles = match &settings.roles_file {
+            Some(path) => {
+                let text =
+                    tokio::fs::read_to_string(path)
+                        .await
+                        .map_err(|source| StartupError::RolesFile {
+                            path: path.display().to_string(),
+                            source,
+                        })?;
+                RoleCatalog::from_toml(&text)?
+            }
+            None => RoleCatalog::builtin(),
+        };
+        let llm = settings.llm.build().await?;
+        tracing::info!(
+            provider = llm.provider(),
+            model = llm.default_model(),
+            "LLM provider ready"
+        );
+
+        let running = RunningTasks::default();
+        let state = AppState::new(&settings, db, roles.clone(), running.clone());
+        let requeued = state.task_service.requeue_interrupted_work().await?;
+        if requeued > 0 {
+            tracing::info!(tasks = requeued, "re-queued work interrupted by the last stop");
+        }
+
+        let workers = TaskTracker::new();
+        let ctx = PoolContext {
+            tasks: state.task_service.clone(),
+            queue: state.task_queue.clone(),
+            registry: state.agent_registry.clone(),
+            events: state.events.clone(),
+            llm,
+            roles,
+            running,
+        };
+        let pool = pool::spawn(ctx, settings.workers_per_role, &workers).await;
+
+        let addr = SocketAddr::new(settings.host, settings.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        Ok(Self {
+            listener,
+            state,
+            pool,
+            workers,
+            settings,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops taking work, lets
+    /// in-flight tasks finish within the grace period, and re-queues the rest.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let Self {
+            listener,
+            state,
+            pool,
+            workers,
+            settings,
+        } = self;
+        tracing::info!(addr = %listener.local_addr()?, "vapora-backend listening");
+        let stopping = state.shutdown.clone();
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutdown requested: no new connections");
+                stopping.cancel();
+            })
+            .await?;
+
+        pool.stop_taking.cancel();
+        workers.close();
+        if tokio::time::timeout(settings.shutdown_grace, workers.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(grace = ?settings.shutdown_grace, "in-flight tasks did not finish in time; re-queueing them");
+            pool.abort.cancel();
+            workers.wait().await;
+        }
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,101 @@
+//! Persistence in SurrealDB 3, through the `any` engine.
+//!
+//! One URL picks the engine: `surrealkv://path` (embedded, on disk — the
+//! default), `mem://` (embedded, for tests) or `ws://host:port` (a server).
+//! Records are stored from the serde form of the domain types; the schema
+//! below is defined (idempotently) at every start so that a bad write is
+//! refused by the database, not discovered later by a reader.
+
+mod codec;
+mod projects;
+mod tasks;
+
+pub use tasks::{StoredTask, TaskFilter};
+
+use surrealdb::Surreal;
+use surrealdb::engine::any::Any;
+
+const NAMESPACE: &str = "vapora";
+const DATABASE: &str = "vapora";
+
+const SCHEMA: &str = r#"
+DEFINE TABLE OVERWRITE project SCHEMAFULL;
+DEFINE FIELD OVERWRITE name ON project TYPE string;
+DEFINE FIELD OVERWRITE description ON project TYPE string;
+DEFINE FIELD OVERWRITE created_at ON project TYPE string;
+DEFINE FIELD OVERWRITE updated_at ON project TYPE string;
+
+DEFINE TABLE OVERWRITE task SCHEMAFULL;
+DEFINE FIELD OVERWRITE project_id ON task TYPE string;
+DEFINE FIELD OVERWRITE title ON task TYPE string;
+DEFINE FIELD OVERWRITE description ON task TYPE string;
+DEFINE FIELD OVERWRITE role ON task TYPE string;
+DEFINE FIELD OVERWRITE priority ON task TYPE string
+    ASSERT $value IN ['low', 'medium', 'high', 'critical'];
+DEFINE FIELD OVERWRITE status ON task TYPE string
+    ASSERT $value IN ['todo', 'queued', 'running', 'review', 'done', 'failed', 'cancelled'];
+DEFINE FIELD OVERWRITE requires_approval ON task TYPE bool;
+DEFINE FIELD OVERWRITE attempt ON task TYPE int;
+DEFINE FIELD OVERWRITE assigned_agent ON task TYPE option<string>;
+DEFINE FIELD OVERWRITE result ON task TYPE option<object>;
+DEFINE FIELD OVERWRITE result.output ON task TYPE string;
+DEFINE FIELD OVERWRITE result.provider ON task TYPE string;
+DEFINE FIELD OVERWRITE result.model ON task TYPE string;
+DEFINE FIELD OVERWRITE result.tokens_in ON task TYPE int;
+DEFINE FIELD OVERWRITE result.tokens_out ON task TYPE int;
+DEFINE FIELD OVERWRITE result.cost_usd ON task TYPE number;
+DEFINE FIELD OVERWRITE error ON task TYPE option<string>;
+DEFINE FIELD OVERWRITE created_at ON task TYPE string;
+DEFINE FIELD OVERWRITE updated_at ON task TYPE string;
+DEFINE FIELD OVERWRITE started_at ON task TYPE option<string>;
+DEFINE FIELD OVERWRITE finished_at ON task TYPE option<string>;
+-- Optimistic-concurrency revision: every write must name the revision it read.
+DEFINE FIELD OVERWRITE rev ON task TYPE int;
+DEFINE INDEX OVERWRITE task_project ON task FIELDS project_id;
+DEFINE INDEX OVERWRITE task_status ON task FIELDS status;
+DEFINE INDEX OVERWRITE task_role ON task FIELDS role;
+"#;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("database error: {0}")]
+    Database(#[from] surrealdb::Error),
+    #[error("stored record could not be read: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+/// A handle to the database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Database {
+    db: Surreal<Any>,
+}
+
+impl Database {
+    /// Connects, selects the namespace and database, and defines the schema.
+    pub async fn connect(url: &str) -> Result<Self, StorageError> {
+        let db = surrealdb::engine::any::connect(url).await?;
+        db.use_ns(NAMESPACE).use_db(DATABASE).await?;
+        db.query(SCHEMA).await?.check()?;
+        Ok(Self { db })
+    }
+
+    /// A round trip to the database, for readiness checks.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        self.db.query("RETURN true").await?.check()?;
+        Ok(())
+    }
+
+    async fn fetch_all(
+        &self,
+        sql: &str,
+        vars: serde_json::Value,
+    ) -> Result<Vec<serde_json::Value>, StorageError> {
+        let mut response = self.db.query(sql).bind(vars).await?;
+        Ok(response.take(0)?)
+    }
+
+    async fn execute(&self, sql: &str, vars: serde_json::Value) -> Result<(), StorageError> {
+        self.db.query(sql).bind(vars).await?.check()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,135 @@
+//! Task records.
+//!
+//! Every task write is a compare-and-set on the `rev` field: the writer names
+//! the revision it read, and the write only happens if nobody else wrote in
+//! between. Services retry on a lost race with a fresh read, so the state
+//! machine is always checked against the state actually stored.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use vapora_shared::{ProjectId, Role, Task, TaskId, TaskStatus};
+
+use super::codec::{COLUMNS, from_record, to_content};
+use super::{Database, StorageError};
+
+/// A task as stored, with the revision a write must name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredTask {
+    #[serde(flatten)]
+    pub task: Task,
+    pub rev: u64,
+}
+
+/// Filters of `GET /api/v1/tasks`.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub project_id: Option<ProjectId>,
+    pub status: Option<TaskStatus>,
+    pub role: Option<Role>,
+    /// Only tasks created after this one (ids are time-ordered).
+    pub after: Option<TaskId>,
+    pub limit: usize,
+}
+
+impl Database {
+    pub async fn insert_task(&self, task: &Task) -> Result<(), StorageError> {
+        let stored = StoredTask {
+            task: task.clone(),
+            rev: 1,
+        };
+        self.execute(
+            "CREATE type::record('task', $id) CONTENT $content RETURN NONE",
+            json!({ "id": task.id, "content": to_content(&stored)? }),
+        )
+        .await
+    }
+
+    pub async fn get_task(&self, id: TaskId) -> Result<Option<StoredTask>, StorageError> {
+        let sql = format!("SELECT {COLUMNS} FROM type::record('task', $id)");
+        let rows = self.fetch_all(&sql, json!({ "id": id })).await?;
+        rows.into_iter().next().map(from_record).transpose()
+    }
+
+    /// Writes `next` if the stored revision is still `expected_rev`; returns
+    /// the stored form on success and `None` when another writer got there
+    /// first (or the task is gone).
+    pub async fn replace_task(
+        &self,
+        next: &Task,
+        expected_rev: u64,
+    ) -> Result<Option<StoredTask>, StorageError> {
+        let stored = StoredTask {
+            task: next.clone(),
+            rev: expected_rev + 1,
+        };
+        let rows = self
+            .fetch_all(
+                "UPDATE type::record('task', $id) CONTENT $content WHERE rev = $rev RETURN true",
+                json!({ "id": next.id, "rev": expected_rev, "content": to_content(&stored)? }),
+            )
+            .await?;
+        Ok((!rows.is_empty()).then_some(stored))
+    }
+
+    /// One page of tasks in creation order.
+    pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, StorageError> {
+        let mut conditions = Vec::new();
+        if filter.project_id.is_some() {
+            conditions.push("project_id = $project_id");
+        }
+        if filter.status.is_some() {
+            conditions.push("status = $status");
+        }
+        if filter.role.is_some() {
+            conditions.push("role = $role");
+        }
+        // A record range scan starts right at the cursor instead of reading
+        // (and sorting) every earlier task.
+        let source = if filter.after.is_some() {
+            "type::record('task', $after)>.."
+        } else {
+            "task"
+        };
+        let where_clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let sql = format!("SELECT {COLUMNS} FROM {source} {where_clause} ORDER BY id LIMIT $limit");
+        let vars = json!({
+            "project_id": filter.project_id,
+            "status": filter.status,
+            "role": filter.role,
+            "after": filter.after,
+            "limit": filter.limit,
+        });
+        let rows = self.fetch_all(&sql, vars).await?;
+        rows.into_iter().map(from_record).collect()
+    }
+
+    /// Every task of a project, in creation order.
+    pub async fn project_tasks(&self, project_id: ProjectId) -> Result<Vec<Task>, StorageError> {
+        let sql = format!("SELECT {COLUMNS} FROM task WHERE project_id = $project_id ORDER BY id");
+        let rows = self.fetch_all(&sql, json!({ "project_id": project_id })).await?;
+        rows.into_iter().map(from_record).collect()
+    }
+
+    /// Tasks in any of `statuses`, in creation order (used at start-up to
+    /// re-queue interrupted work).
+    pub async fn tasks_in_status(&self, statuses: &[TaskStatus]) -> Result<Vec<StoredTask>, StorageError> {
+        let sql = format!("SELECT {COLUMNS} FROM task WHERE status IN $statuses ORDER BY id");
+        let rows = self.fetch_all(&sql, json!({ "statuses": statuses })).await?;
+        rows.into_iter().map(from_record).collect()
+    }
+
+    /// Whether the project has tasks that are queued or running.
+    pub async fn project_has_active_tasks(&self, project_id: ProjectId) -> Result<bool, StorageError> {
+        let rows = self
+            .fetch_all(
+                "SELECT VALUE true FROM task WHERE project_id = $project_id AND status IN ['queued', 'running'] LIMIT 1",
+                json!({ "project_id": project_id }),
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+}

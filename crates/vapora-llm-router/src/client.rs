@@ -1,0 +1,108 @@
+//! The provider-neutral request/response types and the [`LlmClient`] trait.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::LlmError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatRole {
+    System,
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: ChatRole,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn system(content: impl Into<String>) -> Self {
+        Self {
+            role: ChatRole::System,
+            content: content.into(),
+        }
+    }
+    pub fn user(content: impl Into<String>) -> Self {
+        Self {
+            role: ChatRole::User,
+            content: content.into(),
+        }
+    }
+}
+
+/// One chat completion request, before any provider-specific encoding.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ChatRequest {
+    pub messages: Vec<ChatMessage>,
+    /// Overrides the provider's configured model when set.
+    pub model: Option<String>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+}
+
+impl ChatRequest {
+    /// Rough input size in tokens (4 bytes a token), used where a provider
+    /// reports no usage and, later, to reserve budget before a call.
+    pub fn estimated_input_tokens(&self) -> u64 {
+        let bytes: usize = self.messages.iter().map(|m| m.content.len() + 4).sum();
+        estimate_tokens_from_bytes(bytes)
+    }
+}
+
+pub(crate) fn estimate_tokens_from_bytes(bytes: usize) -> u64 {
+    (bytes as u64).div_ceil(4)
+}
+
+/// Token usage of one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// True when the provider did not report usage and these are estimates.
+    pub estimated: bool,
+}
+
+/// A finished completion, with who served it and what it cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    pub text: String,
+    pub provider: String,
+    pub model: String,
+    pub usage: Usage,
+    pub cost_usd: f64,
+    pub finish_reason: Option<String>,
+}
+
+/// One item of a streamed completion: text deltas, then exactly one `Finished`.
+/// A stream that ends without `Finished` was cut off and must be treated as
+/// an error, never as a clean finish.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    Delta(String),
+    Finished(Completion),
+}
+
+pub type CompletionStream = BoxStream<'static, Result<StreamEvent, LlmError>>;
+
+/// A model provider, or anything that routes to one.
+#[async_trait]
+pub trait LlmClient: Send + Sync + Debug {
+    /// Provider name recorded in results (`openai`, `ollama`, `echo`, …).
+    fn provider(&self) -> &str;
+
+    /// The model used when a request does not name one.
+    fn default_model(&self) -> &str;
+
+    /// Runs the request to completion.
+    async fn complete(&self, request: &ChatRequest) -> Result<Completion, LlmError>;
+
+    /// Runs the request and yields output as it is produced.
+    async fn stream(&self, request: &ChatRequest) -> Result<CompletionStream, LlmError>;
+}

@@ -1,0 +1,22 @@
+//! Domain types shared by every Vapora service.
+//!
+//! Everything that crosses a process boundary — REST bodies, WebSocket events,
+//! stored records, and (later) NATS messages — is defined here once, so the
+//! backend, the agent server and outside clients agree on one vocabulary.
+//! This crate deliberately knows nothing about HTTP, databases or brokers.
+
+pub mod agent;
+pub mod event;
+pub mod ids;
+pub mod project;
+pub mod role;
+pub mod task;
+
+pub use agent::{Agent, AgentStatus};
+pub use event::{Event, TaskProgress};
+pub use ids::{AgentId, ProjectId, TaskId};
+pub use project::{NewProject, Project, ProjectPatch};
+pub use role::{DEFAULT_ROLES, Role, RoleError};
+pub use task::{
+    NewTask, Priority, Task, TaskPatch, TaskResult, TaskStatus, TransitionError, ValidationError,
+};

@@ -1,0 +1,330 @@
+//! Tasks and their lifecycle.
+//!
+//! The board columns are the statuses: `todo → queued → running → review →
+//! done`, plus `failed` and `cancelled`. [`TaskStatus::can_transition_to`] is
+//! the single source of truth for which moves exist; services refuse anything
+//! else with a conflict instead of quietly fixing the state up.
+//!
+//! Every dispatch is an *attempt*: entering `queued` bumps `attempt`, and only
+//! a result carrying the current attempt number may move the task further.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{AgentId, ProjectId, Role, TaskId};
+
+pub const MAX_TITLE_LEN: usize = 500;
+pub const MAX_DESCRIPTION_LEN: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Todo,
+    Queued,
+    Running,
+    Review,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 7] = [
+        Self::Todo,
+        Self::Queued,
+        Self::Running,
+        Self::Review,
+        Self::Done,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Todo => "todo",
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Review => "review",
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// `done` and `cancelled` never change again. `failed` is final for its
+    /// attempt but may be retried, which starts a new attempt.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Done | Self::Cancelled)
+    }
+
+    /// Every legal move of the state machine, whoever makes it.
+    pub fn can_transition_to(self, next: TaskStatus) -> bool {
+        use TaskStatus::*;
+        matches!(
+            (self, next),
+            (Todo, Queued | Cancelled)
+                | (Queued, Todo | Running | Failed | Cancelled)
+                // Running → Queued: the worker was lost (restart, crash) and
+                // the task is dispatched again under a new attempt.
+                | (Running, Queued | Review | Done | Failed | Cancelled)
+                // Review → Queued: a reviewer asked for another run.
+                | (Review, Queued | Done | Cancelled)
+                // Failed → Queued: retry.
+                | (Failed, Queued)
+        )
+    }
+
+    /// The subset of moves a person may make on the board (`PATCH status`).
+    /// `running`, `review` and `failed` are reported by agents, and `done`
+    /// from `running` is the agent's call too; a person approves from `review`.
+    pub fn can_be_moved_by_user_to(self, next: TaskStatus) -> bool {
+        use TaskStatus::*;
+        self.can_transition_to(next)
+            && match next {
+                Todo | Cancelled => true,
+                Queued => matches!(self, Todo | Review | Failed),
+                Done => self == Review,
+                Running | Review | Failed => false,
+            }
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Dispatch priority; the queue serves `critical` first, FIFO within one level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Low,
+    #[default]
+    Medium,
+    High,
+    Critical,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 4] = [Self::Low, Self::Medium, Self::High, Self::Critical];
+}
+
+/// What an agent produced, with the accounting needed for cost reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub output: String,
+    pub provider: String,
+    pub model: String,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub cost_usd: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: TaskId,
+    pub project_id: ProjectId,
+    pub title: String,
+    pub description: String,
+    pub role: Role,
+    pub priority: Priority,
+    pub status: TaskStatus,
+    /// Ask for a person's approval (`review`) before the task counts as done.
+    pub requires_approval: bool,
+    /// Number of the current dispatch; 0 until the task is first queued.
+    pub attempt: u32,
+    pub assigned_agent: Option<AgentId>,
+    pub result: Option<TaskResult>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A field that failed validation, reported to clients as a 422.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct ValidationError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+/// A move the state machine does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("task is {from}; it cannot move to {to}")]
+pub struct TransitionError {
+    pub from: TaskStatus,
+    pub to: TaskStatus,
+}
+
+pub(crate) fn validate_text(
+    field: &'static str,
+    value: &str,
+    max_len: usize,
+    may_be_empty: bool,
+) -> Result<(), ValidationError> {
+    if !may_be_empty && value.trim().is_empty() {
+        return Err(ValidationError {
+            field,
+            reason: "must not be empty".into(),
+        });
+    }
+    if value.len() > max_len {
+        return Err(ValidationError {
+            field,
+            reason: format!("must be at most {max_len} bytes, got {}", value.len()),
+        });
+    }
+    Ok(())
+}
+
+/// Body of `POST /api/v1/tasks`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTask {
+    pub project_id: ProjectId,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    pub role: Role,
+    #[serde(default)]
+    pub priority: Priority,
+    #[serde(default)]
+    pub requires_approval: bool,
+    /// Queue the task for an agent right away (the default) or leave it in `todo`.
+    #[serde(default = "default_true")]
+    pub dispatch: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl NewTask {
+    /// Validates the request and builds the task in `todo`; queueing is the
+    /// service's job because it also has to bump the attempt.
+    pub fn into_task(self, now: DateTime<Utc>) -> Result<Task, ValidationError> {
+        validate_text("title", &self.title, MAX_TITLE_LEN, false)?;
+        validate_text("description", &self.description, MAX_DESCRIPTION_LEN, true)?;
+        Ok(Task {
+            id: TaskId::new(),
+            project_id: self.project_id,
+            title: self.title,
+            description: self.description,
+            role: self.role,
+            priority: self.priority,
+            status: TaskStatus::Todo,
+            requires_approval: self.requires_approval,
+            attempt: 0,
+            assigned_agent: None,
+            result: None,
+            error: None,
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            finished_at: None,
+        })
+    }
+}
+
+/// Body of `PATCH /api/v1/tasks/{id}`: only the fields present change.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskPatch {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub role: Option<Role>,
+    pub priority: Option<Priority>,
+    pub requires_approval: Option<bool>,
+    pub status: Option<TaskStatus>,
+}
+
+impl TaskPatch {
+    pub fn changes_content(&self) -> bool {
+        self.title.is_some()
+            || self.description.is_some()
+            || self.role.is_some()
+            || self.requires_approval.is_some()
+    }
+
+    /// Applies the non-status fields to a copy of `task`, validating them.
+    pub fn apply_fields(&self, task: &Task) -> Result<Task, ValidationError> {
+        let mut next = task.clone();
+        if let Some(title) = &self.title {
+            validate_text("title", title, MAX_TITLE_LEN, false)?;
+            next.title = title.clone();
+        }
+        if let Some(description) = &self.description {
+            validate_text("description", description, MAX_DESCRIPTION_LEN, true)?;
+            next.description = description.clone();
+        }
+        if let Some(role) = &self.role {
+            next.role = role.clone();
+        }
+        if let Some(priority) = self.priority {
+            next.priority = priority;
+        }
+        if let Some(requires_approval) = self.requires_approval {
+            next.requires_approval = requires_approval;
+        }
+        Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TaskStatus::*;
+
+    #[test]
+    fn terminal_states_have_no_exits() {
+        for to in TaskStatus::ALL {
+            assert!(!Done.can_transition_to(to));
+            assert!(!Cancelled.can_transition_to(to));
+        }
+    }
+
+    #[test]
+    fn happy_path_and_review_are_legal() {
+        let path = [Todo, Queued, Running, Review, Done];
+        for w in path.windows(2) {
+            assert!(w[0].can_transition_to(w[1]), "{} -> {}", w[0], w[1]);
+        }
+        assert!(Running.can_transition_to(Done));
+        assert!(Failed.can_transition_to(Queued));
+    }
+
+    #[test]
+    fn users_cannot_play_agent() {
+        assert!(!Queued.can_be_moved_by_user_to(Running));
+        assert!(!Running.can_be_moved_by_user_to(Done));
+        assert!(!Running.can_be_moved_by_user_to(Failed));
+        assert!(Review.can_be_moved_by_user_to(Done));
+        assert!(Todo.can_be_moved_by_user_to(Queued));
+        assert!(Running.can_be_moved_by_user_to(Cancelled));
+        assert!(!Done.can_be_moved_by_user_to(Cancelled));
+    }
+
+    #[test]
+    fn priorities_order_critical_first() {
+        assert!(Priority::Critical > Priority::High);
+        assert!(Priority::High > Priority::Medium);
+        assert!(Priority::Medium > Priority::Low);
+    }
+
+    #[test]
+    fn status_parse_round_trips() {
+        for s in TaskStatus::ALL {
+            assert_eq!(TaskStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(TaskStatus::parse("nope"), None);
+    }
+}
