@@ -53,6 +53,10 @@ impl ProviderConfig {
                     }),
             }
         };
+        let pricing = Pricing {
+            input_per_mtok: number("VAPORA_LLM_PRICE_INPUT_PER_MTOK", 0.0)?,
+            output_per_mtok: number("VAPORA_LLM_PRICE_OUTPUT_PER_MTOK", 0.0)?,
+        };
         let provider = get("VAPORA_LLM_PROVIDER").unwrap_or_else(|| "auto".into());
         let kind = match provider.as_str() {
             "echo" => ProviderKind::Echo,
@@ -61,10 +65,7 @@ impl ProviderConfig {
                 base_url: get("VAPORA_LLM_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".into()),
                 api_key_env: get("VAPORA_LLM_API_KEY_ENV").or_else(|| Some("OPENAI_API_KEY".into())),
                 model: get("VAPORA_LLM_MODEL").unwrap_or_else(|| "gpt-4o-mini".into()),
-                pricing: Pricing {
-                    input_per_mtok: number("VAPORA_LLM_PRICE_INPUT_PER_MTOK", 0.0)?,
-                    output_per_mtok: number("VAPORA_LLM_PRICE_OUTPUT_PER_MTOK", 0.0)?,
-                },
+                pricing,
             },
             other => {
                 return Err(LlmError::Config(format!(

@@ -11,6 +11,8 @@ pub mod error;
 pub mod pricing;
 pub mod providers;
 mod sse;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use client::{
     ChatMessage, ChatRequest, ChatRole, Completion, CompletionStream, LlmClient, StreamEvent, Usage,
