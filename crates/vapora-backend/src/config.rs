@@ -17,9 +17,13 @@ pub struct Settings {
     pub port: u16,
     /// `surrealkv://path`, `mem://` or `ws://host:port`.
     pub database_url: String,
+    /// Root credentials for a SurrealDB server (`ws://`); unused when embedded.
+    pub database_user: Option<String>,
+    pub database_pass: Option<String>,
     pub queue_capacity: usize,
     pub workers_per_role: usize,
-    /// System prompts per role; the built-in set when `None`.
+    /// System prompts per role. When `None`, `config/roles.toml` is used if
+    /// present, else the built-in set (the same file, compiled in).
     pub roles_file: Option<PathBuf>,
     /// Events buffered per WebSocket client before it is told it lagged.
     pub ws_buffer: usize,
@@ -46,6 +50,8 @@ impl Default for Settings {
             host: IpAddr::from([127, 0, 0, 1]),
             port: 8001,
             database_url: "surrealkv://data/vapora".into(),
+            database_user: None,
+            database_pass: None,
             queue_capacity: 10_000,
             workers_per_role: 2,
             roles_file: None,
@@ -69,14 +75,12 @@ impl Settings {
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let defaults = Self::default();
-        let roles_file = get("VAPORA_ROLES_FILE").map(PathBuf::from).or_else(|| {
-            let shipped = PathBuf::from("config/roles.toml");
-            shipped.exists().then_some(shipped)
-        });
         Ok(Self {
             host: parse(&get, "VAPORA_HOST", defaults.host)?,
             port: parse(&get, "VAPORA_PORT", defaults.port)?,
             database_url: get("VAPORA_DATABASE_URL").unwrap_or(defaults.database_url),
+            database_user: get("VAPORA_DATABASE_USER"),
+            database_pass: get("VAPORA_DATABASE_PASS"),
             queue_capacity: positive(
                 parse(&get, "VAPORA_QUEUE_CAPACITY", defaults.queue_capacity)?,
                 "VAPORA_QUEUE_CAPACITY",
@@ -85,7 +89,7 @@ impl Settings {
                 parse(&get, "VAPORA_WORKERS_PER_ROLE", defaults.workers_per_role)?,
                 "VAPORA_WORKERS_PER_ROLE",
             )?,
-            roles_file,
+            roles_file: get("VAPORA_ROLES_FILE").map(PathBuf::from),
             ws_buffer: positive(
                 parse(&get, "VAPORA_WS_BUFFER", defaults.ws_buffer)?,
                 "VAPORA_WS_BUFFER",

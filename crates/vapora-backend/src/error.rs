@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -98,46 +98,31 @@ impl IntoResponse for AppError {
     }
 }
 
-impl From<JsonRejection> for AppError {
-    fn from(rejection: JsonRejection) -> Self {
-        let code = match &rejection {
-            JsonRejection::JsonDataError(_) => "invalid_body",
-            JsonRejection::JsonSyntaxError(_) => "malformed_json",
-            JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
-            _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-            _ => "invalid_body",
-        };
-        Self::BadRequest {
-            code,
-            message: clip(rejection.body_text()),
-            status: rejection.status(),
+impl AppError {
+    /// Keeps error messages short: serde quotes offending values, and a
+    /// client that sent a 1 MB string does not need it back.
+    pub fn clip(mut message: String) -> String {
+        const MAX: usize = 300;
+        if message.len() > MAX {
+            let cut = (0..=MAX)
+                .rev()
+                .find(|&i| message.is_char_boundary(i))
+                .unwrap_or(0);
+            message.truncate(cut);
+            message.push('…');
         }
+        message
     }
-}
-
-/// Keeps error messages short: serde quotes offending values, and a client
-/// that sent a 1 MB string does not need it back.
-fn clip(mut message: String) -> String {
-    const MAX: usize = 300;
-    if message.len() > MAX {
-        let cut = (0..=MAX)
-            .rev()
-            .find(|&i| message.is_char_boundary(i))
-            .unwrap_or(0);
-        message.truncate(cut);
-        message.push('…');
-    }
-    message
 }
 
 impl From<QueryRejection> for AppError {
     fn from(rejection: QueryRejection) -> Self {
-        Self::bad_request("invalid_query", clip(rejection.body_text()))
+        Self::bad_request("invalid_query", AppError::clip(rejection.body_text()))
     }
 }
 
 impl From<PathRejection> for AppError {
     fn from(rejection: PathRejection) -> Self {
-        Self::bad_request("invalid_path", clip(rejection.body_text()))
+        Self::bad_request("invalid_path", AppError::clip(rejection.body_text()))
     }
 }

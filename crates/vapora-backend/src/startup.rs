@@ -14,6 +14,9 @@ use crate::storage::{Database, StorageError};
 use crate::swarm::cancellations::RunningTasks;
 use crate::swarm::pool::{self, PoolContext, PoolShutdown};
 
+/// How long aborted workers get to record their interrupted tasks.
+const ABORT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("storage: {0}")]
@@ -50,22 +53,12 @@ impl Application {
         let threads = tokio::runtime::Handle::current().metrics().num_workers();
         tracing::info!(worker_threads = threads, "tokio multi-threaded runtime started");
 
-        let db = Database::connect(&settings.database_url).await?;
+        let credentials = settings.database_user.clone().zip(settings.database_pass.clone());
+        let db = Database::connect_with(&settings.database_url, credentials).await?;
         tracing::info!(url = %settings.database_url, "storage connected, schema defined");
 
-        let roles = match &settings.roles_file {
-            Some(path) => {
-                let text =
-                    tokio::fs::read_to_string(path)
-                        .await
-                        .map_err(|source| StartupError::RolesFile {
-                            path: path.display().to_string(),
-                            source,
-                        })?;
-                RoleCatalog::from_toml(&text)?
-            }
-            None => RoleCatalog::builtin(),
-        };
+        let roles = load_roles(settings.roles_file.as_deref()).await?;
+        tracing::info!(roles = roles.roles().count(), "role catalog loaded");
         let llm = settings.llm.build().await?;
         tracing::info!(
             provider = llm.provider(),
@@ -146,12 +139,36 @@ impl Application {
         {
             tracing::warn!(grace = ?settings.shutdown_grace, "in-flight tasks did not finish in time; re-queueing them");
             pool.abort.cancel();
-            workers.wait().await;
+            // Aborted workers only write one status each; if storage hangs,
+            // stop anyway: start-up recovery re-queues whatever is left.
+            if tokio::time::timeout(ABORT_WAIT, workers.wait()).await.is_err() {
+                tracing::error!(
+                    "workers did not stop after abort; exiting, recovery will re-queue their tasks"
+                );
+            }
         }
         tracing::info!("shutdown complete");
         Ok(())
     }
 }
+
+/// Reads the roles file: the configured one (which must exist), else
+/// `config/roles.toml` if present, else the compiled-in copy of it.
+async fn load_roles(configured: Option<&std::path::Path>) -> Result<RoleCatalog, StartupError> {
+    let path = configured.unwrap_or(std::path::Path::new(DEFAULT_ROLES_FILE));
+    match tokio::fs::read_to_string(path).await {
+        Ok(text) => Ok(RoleCatalog::from_toml(&text)?),
+        Err(e) if configured.is_none() && e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(RoleCatalog::builtin())
+        }
+        Err(source) => Err(StartupError::RolesFile {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+const DEFAULT_ROLES_FILE: &str = "config/roles.toml";
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 pub async fn shutdown_signal() {

@@ -142,7 +142,9 @@ async fn http_errors_carry_status_and_retry_after() {
     assert!(err.is_retryable());
 
     server.push(Script::status(400));
-    let Err(err) = provider(&server).stream(&request()).await else { panic!("a 400 must fail") };
+    let Err(err) = provider(&server).stream(&request()).await else {
+        panic!("a 400 must fail")
+    };
     assert!(!err.is_retryable(), "a 400 would fail anywhere: {err:?}");
 }
 

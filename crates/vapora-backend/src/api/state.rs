@@ -6,8 +6,9 @@
 //! (every access mutates).
 //!
 //! Lock order: if code ever needs both, it takes `agent_registry` before
-//! `task_queue`. Today no code path holds the two at once, and no lock is
-//! held across an `.await` on I/O.
+//! `task_queue`. Today no code path holds the two at once. No `std::sync`
+//! guard is ever held across an `.await`; the only tokio guard held while
+//! waiting is a worker pool's shared receiver (see `swarm::pool`), on purpose.
 
 use tokio_util::sync::CancellationToken;
 

@@ -9,7 +9,8 @@
 //!
 //! Capacity is enforced by admission *before* the task is stored: a request
 //! takes an [`Admission`] (a semaphore permit), and the permit travels with
-//! the entry until a dispatcher pops it. A full queue therefore refuses new
+//! the entry until a worker takes it (an entry waiting in a dispatcher's
+//! hand-off slot still counts). A full queue therefore refuses new
 //! work up front (the API answers 503) instead of growing without bound.
 
 use std::collections::{HashMap, VecDeque};

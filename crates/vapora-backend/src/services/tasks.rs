@@ -189,11 +189,7 @@ impl TaskService {
             UserChange::Cancel => Some(TaskStatus::Cancelled),
             UserChange::Retry => Some(TaskStatus::Queued),
         };
-        let mut admission = if target == Some(TaskStatus::Queued) {
-            Some(self.admit()?)
-        } else {
-            None
-        };
+        let mut admission: Option<Admission> = None;
         let now = Utc::now();
         let mut before: Option<Task> = None;
         let after = self
@@ -225,6 +221,10 @@ impl TaskService {
                             to,
                         }
                         .into());
+                    }
+                    if to == TaskStatus::Queued && admission.is_none() {
+                        // Room in the queue first: nothing is written if full.
+                        admission = Some(self.admit()?);
                     }
                     move_to(&mut next, to);
                 }
@@ -373,7 +373,7 @@ impl TaskService {
             .db
             .tasks_in_status(&[TaskStatus::Queued, TaskStatus::Running])
             .await?;
-        let count = pending.len();
+        let mut count = 0;
         for stored in pending {
             let mut task = stored.task;
             if task.status == TaskStatus::Running {
@@ -386,6 +386,7 @@ impl TaskService {
             self.queue
                 .push_recovered(task.id, task.attempt, task.role.clone(), task.priority)
                 .await;
+            count += 1;
         }
         Ok(count)
     }

@@ -73,7 +73,17 @@ pub struct Database {
 impl Database {
     /// Connects, selects the namespace and database, and defines the schema.
     pub async fn connect(url: &str) -> Result<Self, StorageError> {
+        Self::connect_with(url, None).await
+    }
+
+    /// As [`Self::connect`], signing in as root first (a server needs it;
+    /// the embedded engines do not).
+    pub async fn connect_with(url: &str, root: Option<(String, String)>) -> Result<Self, StorageError> {
         let db = surrealdb::engine::any::connect(url).await?;
+        if let Some((username, password)) = root {
+            db.signin(surrealdb::opt::auth::Root { username, password })
+                .await?;
+        }
         db.use_ns(NAMESPACE).use_db(DATABASE).await?;
         db.query(SCHEMA).await?.check()?;
         Ok(Self { db })

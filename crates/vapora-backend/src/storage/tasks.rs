@@ -83,19 +83,15 @@ impl Database {
         if filter.role.is_some() {
             conditions.push("role = $role");
         }
-        // A record range scan starts right at the cursor instead of reading
-        // (and sorting) every earlier task.
-        let source = if filter.after.is_some() {
-            "type::record('task', $after)>.."
-        } else {
-            "task"
-        };
+        if filter.after.is_some() {
+            conditions.push("id > type::record('task', $after)");
+        }
         let where_clause = if conditions.is_empty() {
             String::new()
         } else {
             format!("WHERE {}", conditions.join(" AND "))
         };
-        let sql = format!("SELECT {COLUMNS} FROM {source} {where_clause} ORDER BY id LIMIT $limit");
+        let sql = format!("SELECT {COLUMNS} FROM task {where_clause} ORDER BY id LIMIT $limit");
         let vars = json!({
             "project_id": filter.project_id,
             "status": filter.status,

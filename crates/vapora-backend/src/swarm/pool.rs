@@ -3,7 +3,9 @@
 //!
 //! Per role, a dispatcher moves entries from the shared priority queue into a
 //! bounded channel, and a fixed number of workers (each registered as an
-//! agent) take them from it. The channel holds one entry, so the dispatcher
+//! agent) take them from it. The workers share the receiver behind a tokio
+//! `Mutex`: an idle worker holds it while it waits, so exactly one idle
+//! worker is next in line and the others wait their turn. The channel holds one entry, so the dispatcher
 //! only pops from the priority queue when a worker is about to be free:
 //! urgent work that arrives later still overtakes, and a stale entry
 //! never piles up.
@@ -100,8 +102,11 @@ async fn work(
 ) {
     loop {
         let next = tokio::select! {
-            next = async { rx.lock().await.recv().await } => next,
+            // Checked first: once stopping, take nothing more even if an
+            // entry is waiting in the hand-off slot.
+            biased;
             () = shutdown.stop_taking.cancelled() => None,
+            next = async { rx.lock().await.recv().await } => next,
         };
         let Some(entry) = next else { break };
         // Dropping the entry returns its queue slot: the task has left the queue.

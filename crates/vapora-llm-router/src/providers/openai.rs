@@ -220,9 +220,9 @@ impl StreamDecoder {
                     }
                 }
                 // The connection broke mid-answer: the answer is cut off.
-                Some(Err(e)) if !e.is_timeout() => {
-                    self.fail(LlmError::Truncated { provider: self.provider.name.clone() })
-                }
+                Some(Err(e)) if !e.is_timeout() => self.fail(LlmError::Truncated {
+                    provider: self.provider.name.clone(),
+                }),
                 Some(Err(e)) => self.fail(self.provider.transport_error(e)),
                 None => {
                     if let Some(payload) = self.sse.finish() {

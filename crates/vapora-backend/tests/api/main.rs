@@ -1,0 +1,10 @@
+//! Integration tests: the real application on a free port, against an
+//! embedded SurrealDB and a real local server speaking the OpenAI protocol.
+//! One test binary (modules below) so the heavy link happens once.
+
+mod bad_input;
+mod lifecycle;
+mod persistence;
+mod shared_state;
+mod support;
+mod websocket;

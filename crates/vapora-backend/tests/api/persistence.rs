@@ -1,0 +1,72 @@
+//! Restarting the backend keeps every project and task, and work that was
+//! queued or running when it stopped runs again.
+
+use serde_json::json;
+use vapora_llm_router::testing::{FakeOpenAi, Script};
+use vapora_shared::{TaskId, TaskStatus};
+
+use crate::support::{open_store_when_unlocked, slow_script, spawn_app_with, test_settings};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_data_and_requeues_interrupted_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("surrealkv://{}", dir.path().join("db").display());
+    let llm = FakeOpenAi::start(Script::default()).await;
+    let mut settings = test_settings(&llm);
+    settings.database_url = url.clone();
+
+    // First life: one task done, one cut off mid-run by the stop, one
+    // waiting behind it, one never dispatched.
+    let app = spawn_app_with(llm, settings.clone()).await;
+    let project = app.create_project("durable").await;
+    let done = app
+        .create_task(&project["id"], json!({ "title": "done before the stop" }))
+        .await;
+    let done = app.wait_for_status(&done["id"], "done").await;
+    app.llm.set_default(slow_script());
+    let running = app
+        .create_task(&project["id"], json!({ "title": "running at the stop" }))
+        .await;
+    app.wait_for_status(&running["id"], "running").await;
+    let queued = app
+        .create_task(&project["id"], json!({ "title": "queued at the stop" }))
+        .await;
+    let todo = app
+        .create_task(
+            &project["id"],
+            json!({ "title": "never dispatched", "dispatch": false }),
+        )
+        .await;
+    let llm = app.stop().await;
+
+    // The graceful stop handed the running attempt back.
+    {
+        let db = open_store_when_unlocked(&url).await;
+        let id: TaskId = running["id"].as_str().unwrap().parse().unwrap();
+        let stored = db.get_task(id).await.unwrap().unwrap();
+        assert_eq!((stored.task.status, stored.task.attempt), (TaskStatus::Queued, 2));
+        // Simulate a crash on top: a task left `running` with no worker.
+        let queued_id: TaskId = queued["id"].as_str().unwrap().parse().unwrap();
+        let mut crashed = db.get_task(queued_id).await.unwrap().unwrap();
+        crashed.task.status = TaskStatus::Running;
+        db.replace_task(&crashed.task, crashed.rev)
+            .await
+            .unwrap()
+            .expect("write");
+    }
+
+    // Second life, with a fast model: everything is there and the
+    // interrupted work completes under new attempts.
+    llm.set_default(Script::default());
+    let app = spawn_app_with(llm, settings).await;
+    let (_, projects) = app.get("/api/v1/projects").await;
+    assert_eq!(projects[0]["name"], "durable");
+    assert_eq!(app.task(&done["id"]).await, done, "finished work is untouched");
+    let resumed = app.wait_for_status(&running["id"], "done").await;
+    assert_eq!(resumed["attempt"], 2);
+    let recovered = app.wait_for_status(&queued["id"], "done").await;
+    assert_eq!(recovered["attempt"], 2, "a crashed running attempt is superseded");
+    assert_eq!(app.task(&todo["id"]).await["status"], "todo");
+    assert_eq!(app.task_count().await, 4);
+    app.stop().await;
+}
