@@ -43,6 +43,11 @@ impl EventBus {
         }));
     }
 
+    /// Connected subscribers (WebSocket clients).
+    pub fn subscribers(&self) -> usize {
+        self.sender.receiver_count()
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<PublishedEvent>> {
         self.sender.subscribe()
     }

@@ -10,6 +10,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod metrics;
 pub mod services;
 pub mod startup;
 pub mod storage;

@@ -42,6 +42,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .route("/metrics", get(crate::metrics::render))
         .nest("/api/v1", v1)
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::task_queue::SharedTaskQueue;
 use crate::config::Settings;
 use crate::events::EventBus;
+use crate::metrics::Metrics;
 use crate::services::{ProjectService, TaskService};
 use crate::storage::Database;
 use crate::swarm::registry::AgentRegistry;
@@ -26,6 +27,7 @@ pub struct AppState {
     pub agent_registry: AgentRegistry,
     pub task_queue: SharedTaskQueue,
     pub events: EventBus,
+    pub metrics: Metrics,
     pub db: Database,
     /// Cancelled when the server starts shutting down (closes WebSockets).
     pub shutdown: CancellationToken,
@@ -41,12 +43,21 @@ impl AppState {
     ) -> Self {
         let events = EventBus::new(settings.ws_buffer);
         let task_queue = SharedTaskQueue::new(settings.queue_capacity);
+        let metrics = Metrics::default();
         Self {
             project_service: ProjectService::new(db.clone(), events.clone()),
-            task_service: TaskService::new(db.clone(), task_queue.clone(), events.clone(), roles, running),
+            task_service: TaskService::new(
+                db.clone(),
+                task_queue.clone(),
+                events.clone(),
+                roles,
+                running,
+                metrics.clone(),
+            ),
             agent_registry: AgentRegistry::default(),
             task_queue,
             events,
+            metrics: metrics.clone(),
             db,
             shutdown: CancellationToken::new(),
         }

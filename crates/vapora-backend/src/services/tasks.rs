@@ -22,6 +22,7 @@ use vapora_shared::{
 use crate::api::task_queue::{Admission, SharedTaskQueue};
 use crate::error::AppError;
 use crate::events::EventBus;
+use crate::metrics::Metrics;
 use crate::storage::{Database, TaskFilter};
 use crate::swarm::cancellations::RunningTasks;
 
@@ -35,6 +36,7 @@ pub struct TaskService {
     events: EventBus,
     roles: RoleCatalog,
     running: RunningTasks,
+    metrics: Metrics,
 }
 
 /// One page of `GET /api/v1/tasks`.
@@ -73,6 +75,7 @@ impl TaskService {
         events: EventBus,
         roles: RoleCatalog,
         running: RunningTasks,
+        metrics: Metrics,
     ) -> Self {
         Self {
             db,
@@ -80,6 +83,7 @@ impl TaskService {
             events,
             roles,
             running,
+            metrics,
         }
     }
 
@@ -126,6 +130,7 @@ impl TaskService {
         };
         self.db.insert_task(&task).await?;
         self.events.publish(&Event::TaskCreated(task.clone()));
+        self.metrics.task_created();
         if let Some(admission) = admission {
             self.queue
                 .push(task.id, task.attempt, task.role.clone(), task.priority, admission)
@@ -265,6 +270,9 @@ impl TaskService {
             }
             _ => {}
         }
+        if before.status != after.status {
+            self.metrics.task_moved(&after);
+        }
         self.events.publish(&Event::TaskUpdated(after.clone()));
         Ok(after)
     }
@@ -358,7 +366,10 @@ impl TaskService {
         change: Result<Option<Task>, AppError>,
     ) -> Result<Option<Task>, AppError> {
         match &change {
-            Ok(Some(task)) => self.events.publish(&Event::TaskUpdated(task.clone())),
+            Ok(Some(task)) => {
+                self.metrics.task_moved(task);
+                self.events.publish(&Event::TaskUpdated(task.clone()));
+            }
             Ok(None) => tracing::info!(task = %id, attempt, "stale {what} for a superseded attempt ignored"),
             Err(_) => {}
         }

@@ -67,6 +67,30 @@ async fn task_runs_from_queued_to_done_with_result_and_cost() {
         .map(|a| a["tasks_completed"].as_u64().unwrap())
         .sum();
     assert_eq!(completed, 1);
+
+    // And the metrics saw it.
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "vapora_tasks_created_total 1",
+        "vapora_task_transitions_total{status=\"running\"} 1",
+        "vapora_task_transitions_total{status=\"done\"} 1",
+        "vapora_llm_tokens_in_total 1000",
+        "vapora_llm_cost_micro_usd_total 2000",
+        "vapora_queue_depth 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line:?} in\n{metrics}"
+        );
+    }
     app.stop().await;
 }
 

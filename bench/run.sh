@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Backend benchmarks, release builds, all on this machine. Prints a markdown
+# report; docs/benchmarks.md holds the output of a run. Needs wrk.
+#   bench/run.sh > /tmp/report.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2; exit 1; }
+
+cargo build --release -q -p vapora-backend --bin vapora-backend --example bare_health
+BIN=target/release/vapora-backend
+BARE=target/release/examples/bare_health
+PORT=18001
+BARE_PORT=18101
+DATA=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$DATA"' EXIT
+
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+wait_up() { for _ in $(seq 100); do curl -sf "$1" >/dev/null && return; sleep 0.1; done; echo "not up: $1" >&2; exit 1; }
+# wrk --latency summary -> "req/s p50 p99"
+summarize() { awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} /Non-2xx/ {bad=$NF} END {printf "%s %s %s %s\n", rps, p50, p99, (bad==""?0:bad)}'; }
+run_wrk() { wrk -t2 -c100 -d"${DURATION:-10s}" --latency "$@" | summarize; }
+
+start_backend() {
+  VAPORA_PORT=$PORT VAPORA_DATABASE_URL="surrealkv://$DATA/db" VAPORA_LLM_PROVIDER=echo \
+    VAPORA_ECHO_WORD_DELAY_MS=0 VAPORA_QUEUE_CAPACITY=1000000 RUST_LOG=warn "$BIN" &
+  BACKEND=$!
+  wait_up "http://127.0.0.1:$PORT/ready"
+}
+
+echo "# Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(uname -r)"
+echo
+start_backend
+sleep 1
+echo "- backend RSS idle: $(( $(rss_kb $BACKEND) / 1024 )) MiB"
+
+PORT=$BARE_PORT "$BARE" &
+BARE_PID=$!
+wait_up "http://127.0.0.1:$BARE_PORT/health"
+read -r b_rps b_p50 b_p99 _ < <(run_wrk "http://127.0.0.1:$BARE_PORT/health")
+read -r h_rps h_p50 h_p99 _ < <(run_wrk "http://127.0.0.1:$PORT/health")
+kill $BARE_PID
+echo
+echo "## GET /health, wrk -t2 -c100 -d10s"
+echo
+echo "| server | req/s | p50 | p99 |"
+echo "|---|---|---|---|"
+echo "| bare axum hello-world | $b_rps | $b_p50 | $b_p99 |"
+echo "| vapora-backend | $h_rps | $h_p50 | $h_p99 |"
+echo
+echo "backend/bare throughput ratio: $(awk -v a="$h_rps" -v b="$b_rps" 'BEGIN {printf "%.2f", a/b}')"
+
+PROJECT_ID=$(curl -sf -XPOST "http://127.0.0.1:$PORT/api/v1/projects" -H 'content-type: application/json' \
+  -d '{"name":"bench"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+export PROJECT_ID
+echo
+echo "## POST /api/v1/tasks on surrealkv://, wrk -t2 -c100 -d10s"
+echo
+echo "| mode | req/s | p50 | p99 | non-2xx |"
+echo "|---|---|---|---|---|"
+read -r c_rps c_p50 c_p99 c_bad < <(DISPATCH=false run_wrk -s bench/create_task.lua "http://127.0.0.1:$PORT/api/v1/tasks")
+echo "| store only (\`dispatch: false\`) | $c_rps | $c_p50 | $c_p99 | $c_bad |"
+read -r d_rps d_p50 d_p99 d_bad < <(DISPATCH=true run_wrk -s bench/create_task.lua "http://127.0.0.1:$PORT/api/v1/tasks")
+echo "| store + queue + run on in-process echo agents | $d_rps | $d_p50 | $d_p99 | $d_bad |"
+
+TOTAL=$(curl -sf "http://127.0.0.1:$PORT/api/v1/tasks?limit=500&project_id=$PROJECT_ID" >/dev/null; \
+  python3 - "$PORT" <<'PY'
+import json, sys, urllib.request
+port = sys.argv[1]
+n, cursor = 0, None
+while True:
+    url = f"http://127.0.0.1:{port}/api/v1/tasks?limit=500" + (f"&cursor={cursor}" if cursor else "")
+    page = json.load(urllib.request.urlopen(url))
+    n += len(page["items"])
+    cursor = page["next_cursor"]
+    if not cursor:
+        break
+print(n)
+PY
+)
+MID=$(curl -sf "http://127.0.0.1:$PORT/api/v1/tasks?limit=500" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][-1]["id"])')
+echo
+echo "## GET /api/v1/tasks?limit=50 with $TOTAL tasks stored, wrk -t2 -c100 -d10s"
+echo
+echo "| page | req/s | p50 | p99 |"
+echo "|---|---|---|---|"
+read -r l_rps l_p50 l_p99 _ < <(run_wrk "http://127.0.0.1:$PORT/api/v1/tasks?limit=50")
+echo "| first page | $l_rps | $l_p50 | $l_p99 |"
+read -r m_rps m_p50 m_p99 _ < <(run_wrk "http://127.0.0.1:$PORT/api/v1/tasks?limit=50&cursor=$MID")
+echo "| after a cursor (task 500) | $m_rps | $m_p50 | $m_p99 |"
+read -r f_rps f_p50 f_p99 _ < <(run_wrk "http://127.0.0.1:$PORT/api/v1/tasks?limit=50&project_id=$PROJECT_ID&status=todo")
+echo "| filtered by project and status | $f_rps | $f_p50 | $f_p99 |"
+echo
+echo "- backend RSS with $TOTAL tasks stored: $(( $(rss_kb $BACKEND) / 1024 )) MiB"
+kill -TERM $BACKEND
+wait $BACKEND && echo "- backend exit status after SIGTERM: 0"
