@@ -6,16 +6,24 @@ use vapora_backend::{Application, Settings, shutdown_signal};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,surrealkv=warn,surrealdb=warn")),
-        )
-        .init();
+    init_logging();
     let settings = Settings::from_env()?;
     Application::build(settings)
         .await?
         .run_until(shutdown_signal())
         .await?;
     Ok(())
+}
+
+/// `RUST_LOG` decides, defaulting to `info` with the storage engine's chatter
+/// turned down. Our own start-up lines (worker threads, storage, provider)
+/// stay visible unless `RUST_LOG` mentions `vapora` itself, so that e.g.
+/// `RUST_LOG=tokio=debug` still shows them.
+fn init_logging() {
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,surrealkv=warn,surrealdb=warn".into());
+    let mut filter = EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new("info"));
+    if !spec.contains("vapora") {
+        filter = filter.add_directive("vapora_backend=info".parse().expect("valid directive"));
+    }
+    tracing_subscriber::fmt().with_env_filter(filter).init();
 }

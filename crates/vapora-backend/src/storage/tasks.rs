@@ -62,13 +62,22 @@ impl Database {
             task: next.clone(),
             rev: expected_rev + 1,
         };
-        let rows = self
+        let written = self
             .fetch_all(
                 "UPDATE type::record('task', $id) CONTENT $content WHERE rev = $rev RETURN true",
                 json!({ "id": next.id, "rev": expected_rev, "content": to_content(&stored)? }),
             )
-            .await?;
-        Ok((!rows.is_empty()).then_some(stored))
+            .await;
+        match written {
+            Ok(rows) => Ok((!rows.is_empty()).then_some(stored)),
+            // Another writer's transaction touched the record at the same
+            // time: the same outcome as a changed `rev`, a lost race.
+            Err(StorageError::Database(e)) if is_conflict(&e) => {
+                tracing::debug!(task = %next.id, "write conflict; re-reading");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// One page of tasks in creation order.
@@ -128,4 +137,13 @@ impl Database {
             .await?;
         Ok(!rows.is_empty())
     }
+}
+
+/// Whether the database refused a write because a concurrent transaction
+/// touched the same keys (safe to retry from a fresh read).
+fn is_conflict(e: &surrealdb::Error) -> bool {
+    matches!(
+        e.query_details(),
+        Some(surrealdb::types::QueryError::TransactionConflict)
+    ) || e.message().contains("conflict")
 }

@@ -467,3 +467,44 @@ async fn projects_with_work_in_flight_cannot_be_deleted() {
     assert_eq!(app.task(&task["id"]).await["status"], "running");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_edits_of_one_task_all_apply_without_lost_updates() {
+    let app = spawn_app().await;
+    let project = app.create_project("p").await;
+    let task = app
+        .create_task(&project["id"], json!({ "dispatch": false }))
+        .await;
+    let url = app.url(&format!("/api/v1/tasks/{}", task["id"].as_str().unwrap()));
+    let edits = 20;
+    let handles: Vec<_> = (0..edits)
+        .map(|i| {
+            let (http, url) = (app.http.clone(), url.clone());
+            tokio::spawn(async move {
+                // Alternate two kinds of edit so each write depends on the last.
+                let body = if i % 2 == 0 {
+                    json!({ "title": format!("title {i}") })
+                } else {
+                    json!({ "priority": "high" })
+                };
+                http.patch(&url).json(&body).send().await.unwrap().status()
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.await.unwrap(), StatusCode::OK);
+    }
+    // Two cancels racing: both succeed (the second is a no-op), one final state.
+    let id = task["id"].as_str().unwrap();
+    let (path, cancel_path) = (
+        format!("/api/v1/tasks/{id}"),
+        format!("/api/v1/tasks/{id}/cancel"),
+    );
+    let (cancelled, empty) = (json!({ "status": "cancelled" }), json!({}));
+    let (a, b) = tokio::join!(app.patch(&path, &cancelled), app.post(&cancel_path, &empty));
+    assert!(a.0.is_success() && b.0.is_success(), "{a:?} {b:?}");
+    let after = app.task(&task["id"]).await;
+    assert_eq!(after["status"], "cancelled");
+    assert_eq!(after["priority"], "high");
+    app.stop().await;
+}
