@@ -248,10 +248,12 @@ pub struct TaskPatch {
 }
 
 impl TaskPatch {
-    pub fn changes_content(&self) -> bool {
+    /// Whether the patch edits the task itself (anything but `status`).
+    pub fn edits_fields(&self) -> bool {
         self.title.is_some()
             || self.description.is_some()
             || self.role.is_some()
+            || self.priority.is_some()
             || self.requires_approval.is_some()
     }
 

@@ -202,9 +202,7 @@ impl TaskService {
                 before = Some(task.clone());
                 let mut next = match &change {
                     UserChange::Patch(patch) => {
-                        if (patch.changes_content() || patch.priority.is_some())
-                            && task.status == TaskStatus::Running
-                        {
+                        if patch.edits_fields() && task.status == TaskStatus::Running {
                             return Err(AppError::Conflict(
                                 "the task is running; cancel it (or wait for it) before editing".into(),
                             ));

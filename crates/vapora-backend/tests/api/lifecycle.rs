@@ -1,12 +1,10 @@
 //! The task lifecycle over the REST API.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use vapora_llm_router::testing::Script;
 
-use crate::support::{slow_script, spawn_app};
+use crate::support::{eventually, slow_script, spawn_app};
 
 #[tokio::test]
 async fn task_runs_from_queued_to_done_with_result_and_cost() {
@@ -59,14 +57,7 @@ async fn task_runs_from_queued_to_done_with_result_and_cost() {
     );
 
     // The registry counted the work.
-    let (_, agents) = app.get("/api/v1/agents").await;
-    let completed: u64 = agents
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["tasks_completed"].as_u64().unwrap())
-        .sum();
-    assert_eq!(completed, 1);
+    assert_eq!(app.tasks_completed_by_agents().await, 1);
 
     // And the metrics saw it.
     let metrics = app
@@ -130,12 +121,7 @@ async fn one_task_per_status(app: &crate::support::TestApp, project: &Value) -> 
     let cancelled = app
         .create_task(project, json!({ "title": "cancelled", "dispatch": false }))
         .await;
-    let (status, _) = app
-        .post(
-            &format!("/api/v1/tasks/{}/cancel", cancelled["id"].as_str().unwrap()),
-            &json!({}),
-        )
-        .await;
+    let (status, _) = app.cancel(&cancelled["id"]).await;
     assert_eq!(status, StatusCode::OK);
 
     // One developer worker: the first slow task runs, the next one waits.
@@ -205,21 +191,20 @@ async fn every_illegal_board_move_is_a_409_and_changes_nothing() {
 
     // The dedicated endpoints follow the same rules.
     for (from, task) in &tasks {
-        let id = task["id"].as_str().unwrap();
         if *from == "done" {
-            let (status, _) = app.post(&format!("/api/v1/tasks/{id}/cancel"), &json!({})).await;
+            let (status, _) = app.cancel(&task["id"]).await;
             assert_eq!(status, StatusCode::CONFLICT, "cancel from {from}");
         }
         if *from == "cancelled" {
             // Cancelling twice is idempotent: same answer, nothing changes.
-            let (status, body) = app.post(&format!("/api/v1/tasks/{id}/cancel"), &json!({})).await;
+            let (status, body) = app.cancel(&task["id"]).await;
             assert_eq!(
                 (status, body["status"].as_str()),
                 (StatusCode::OK, Some("cancelled"))
             );
         }
         if *from != "failed" {
-            let (status, body) = app.post(&format!("/api/v1/tasks/{id}/retry"), &json!({})).await;
+            let (status, body) = app.retry(&task["id"]).await;
             assert_eq!(status, StatusCode::CONFLICT, "retry from {from}: {body}");
         }
     }
@@ -237,21 +222,12 @@ async fn cancelling_a_queued_task_means_it_never_runs() {
         .create_task(&project["id"], json!({ "title": "second" }))
         .await;
 
-    let (status, cancelled) = app
-        .post(
-            &format!("/api/v1/tasks/{}/cancel", queued["id"].as_str().unwrap()),
-            &json!({}),
-        )
-        .await;
+    let (status, cancelled) = app.cancel(&queued["id"]).await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
     assert_eq!(cancelled["status"], "cancelled");
 
     // Let the worker free up: cancel the running one too.
-    app.post(
-        &format!("/api/v1/tasks/{}/cancel", running["id"].as_str().unwrap()),
-        &json!({}),
-    )
-    .await;
+    app.cancel(&running["id"]).await;
     app.llm.set_default(Script::default());
     let later = app.create_task(&project["id"], json!({ "title": "third" })).await;
     app.wait_for_status(&later["id"], "done").await;
@@ -281,36 +257,21 @@ async fn cancelling_a_running_task_aborts_its_llm_call() {
     let running = app.wait_for_status(&task["id"], "running").await;
     let agent = running["assigned_agent"].as_str().unwrap().to_owned();
 
-    let (status, body) = app
-        .post(
-            &format!("/api/v1/tasks/{}/cancel", task["id"].as_str().unwrap()),
-            &json!({}),
-        )
-        .await;
+    let (status, body) = app.cancel(&task["id"]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "cancelled");
 
     // The provider connection is closed, not left streaming.
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while app.llm.dropped_streams() == 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    eventually(5, "the LLM server sees the call aborted", || async {
+        app.llm.dropped_streams() > 0
     })
-    .await
-    .expect("the LLM server saw the call aborted");
-
+    .await;
     // The agent is free again and the task stays cancelled.
-    tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            let (_, a) = app.get(&format!("/api/v1/agents/{agent}")).await;
-            if a["status"] == "idle" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    let agent_url = format!("/api/v1/agents/{agent}");
+    eventually(5, "the agent is idle again", || async {
+        app.get(&agent_url).await.1["status"] == "idle"
     })
-    .await
-    .expect("agent back to idle");
+    .await;
     let after = app.task(&task["id"]).await;
     assert_eq!(after["status"], "cancelled");
     assert!(after["result"].is_null());
@@ -327,8 +288,7 @@ async fn failed_tasks_can_be_retried_as_a_new_attempt() {
     assert!(failed["error"].as_str().unwrap().contains("500"), "{failed}");
     assert_eq!(failed["attempt"], 1);
 
-    let id = task["id"].as_str().unwrap();
-    let (status, retried) = app.post(&format!("/api/v1/tasks/{id}/retry"), &json!({})).await;
+    let (status, retried) = app.retry(&task["id"]).await;
     assert_eq!(status, StatusCode::OK, "{retried}");
     assert_eq!(retried["status"], "queued");
     assert_eq!(retried["attempt"], 2);
@@ -336,7 +296,7 @@ async fn failed_tasks_can_be_retried_as_a_new_attempt() {
 
     let done = app.wait_for_status(&task["id"], "done").await;
     assert_eq!(done["attempt"], 2);
-    let (status, _) = app.post(&format!("/api/v1/tasks/{id}/retry"), &json!({})).await;
+    let (status, _) = app.retry(&task["id"]).await;
     assert_eq!(status, StatusCode::CONFLICT);
     app.stop().await;
 }

@@ -187,6 +187,35 @@ impl TestApp {
         body
     }
 
+    /// `POST /api/v1/tasks/{id}/cancel`.
+    pub async fn cancel(&self, id: &Value) -> (StatusCode, Value) {
+        self.post(
+            &format!("/api/v1/tasks/{}/cancel", id.as_str().unwrap()),
+            &json!({}),
+        )
+        .await
+    }
+
+    /// `POST /api/v1/tasks/{id}/retry`.
+    pub async fn retry(&self, id: &Value) -> (StatusCode, Value) {
+        self.post(
+            &format!("/api/v1/tasks/{}/retry", id.as_str().unwrap()),
+            &json!({}),
+        )
+        .await
+    }
+
+    /// Tasks completed, summed over every agent in the registry.
+    pub async fn tasks_completed_by_agents(&self) -> u64 {
+        let (_, agents) = self.get("/api/v1/agents").await;
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["tasks_completed"].as_u64().unwrap())
+            .sum()
+    }
+
     /// Polls until the task reaches `status` (panics after 20 s).
     pub async fn wait_for_status(&self, id: &Value, status: &str) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -263,6 +292,22 @@ impl WsClient {
 
     pub async fn close(mut self) {
         let _ = self.ws.send(Message::Close(None)).await;
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds (panics after `secs`).
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
