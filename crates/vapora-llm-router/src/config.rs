@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::providers::{EchoProvider, OpenAiProvider};
+use crate::providers::openai::openai;
+use crate::providers::{EchoProvider, Endpoint};
 use crate::{LlmClient, LlmError, Pricing};
 
 pub const OLLAMA_URL: &str = "http://localhost:11434";
@@ -92,26 +93,26 @@ impl ProviderConfig {
                 pricing,
             } => {
                 let api_key = api_key_env.as_deref().and_then(|k| std::env::var(k).ok());
-                Ok(Arc::new(OpenAiProvider::new(
-                    self.name.clone(),
-                    base_url,
+                Ok(Arc::new(openai(Endpoint {
+                    name: self.name.clone(),
+                    base_url: base_url.clone(),
                     api_key,
-                    model.clone(),
-                    *pricing,
-                    self.request_timeout,
-                )?))
+                    model: model.clone(),
+                    pricing: *pricing,
+                    timeout: self.request_timeout,
+                })?))
             }
             ProviderKind::Auto => match probe_ollama(OLLAMA_URL).await {
                 Some(model) => {
                     tracing::info!(%model, "using the local Ollama at {OLLAMA_URL}");
-                    Ok(Arc::new(OpenAiProvider::new(
-                        "ollama",
-                        &format!("{OLLAMA_URL}/v1"),
-                        None,
+                    Ok(Arc::new(openai(Endpoint {
+                        name: "ollama".into(),
+                        base_url: format!("{OLLAMA_URL}/v1"),
+                        api_key: None,
                         model,
-                        Pricing::default(),
-                        self.request_timeout,
-                    )?))
+                        pricing: Pricing::default(),
+                        timeout: self.request_timeout,
+                    })?))
                 }
                 None => {
                     tracing::warn!(

@@ -8,9 +8,9 @@
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod framing;
 pub mod pricing;
 pub mod providers;
-mod sse;
 #[cfg(feature = "test-support")]
 pub mod testing;
 

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use vapora_llm_router::providers::OpenAiProvider;
+use vapora_llm_router::providers::Endpoint;
+use vapora_llm_router::providers::openai::{OpenAiProvider, openai};
 use vapora_llm_router::testing::{FakeOpenAi, Script};
 use vapora_llm_router::{ChatMessage, ChatRequest, LlmClient, LlmError, Pricing, StreamEvent};
 
@@ -12,14 +13,14 @@ fn provider(server: &FakeOpenAi) -> OpenAiProvider {
         input_per_mtok: 1.0,
         output_per_mtok: 2.0,
     };
-    OpenAiProvider::new(
-        "fake",
-        &server.base_url(),
-        Some("sk-test".into()),
-        "fake-model",
+    openai(Endpoint {
+        name: "fake".into(),
+        base_url: server.base_url(),
+        api_key: Some("sk-test".into()),
+        model: "fake-model".into(),
         pricing,
-        Duration::from_secs(5),
-    )
+        timeout: Duration::from_secs(5),
+    })
     .unwrap()
 }
 
@@ -173,14 +174,14 @@ async fn unreachable_server_is_a_retryable_connect_error() {
     let url = server.base_url();
     drop(server);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let p = OpenAiProvider::new(
-        "gone",
-        &url,
-        None,
-        "m",
-        Pricing::default(),
-        Duration::from_secs(1),
-    )
+    let p = openai(Endpoint {
+        name: "gone".into(),
+        base_url: url,
+        api_key: None,
+        model: "m".into(),
+        pricing: Pricing::default(),
+        timeout: Duration::from_secs(1),
+    })
     .unwrap();
     let err = p.complete(&request()).await.unwrap_err();
     assert!(matches!(err, LlmError::Connect { .. }), "{err:?}");

@@ -1,7 +1,10 @@
-//! One module per provider wire protocol, each implementing [`crate::LlmClient`].
+//! One module per provider wire protocol. [`http`] holds what they share;
+//! each protocol module only encodes requests and decodes answers.
 
 pub mod echo;
+pub mod http;
 pub mod openai;
 
 pub use echo::EchoProvider;
+pub use http::{Endpoint, HttpProvider, WirePiece, WireProtocol};
 pub use openai::OpenAiProvider;
