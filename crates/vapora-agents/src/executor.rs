@@ -29,6 +29,7 @@ pub fn build_request(roles: &RoleCatalog, task: &Task) -> Result<ChatRequest, Ex
     }
     Ok(ChatRequest {
         messages: vec![ChatMessage::system(system), ChatMessage::user(user)],
+        role: Some(task.role.to_string()),
         ..ChatRequest::default()
     })
 }
@@ -57,6 +58,7 @@ pub async fn execute(
                         tokens_in: done.usage.input_tokens,
                         tokens_out: done.usage.output_tokens,
                         cost_usd: done.cost_usd,
+                        attempts: done.attempts,
                     });
                 }
             }

@@ -29,7 +29,10 @@ pub struct Settings {
     pub ws_buffer: usize,
     /// How long in-flight tasks may run on after SIGINT/SIGTERM.
     pub shutdown_grace: Duration,
+    /// The single provider configured by `VAPORA_LLM_*` variables.
     pub llm: ProviderConfig,
+    /// A router configuration file (`VAPORA_LLM_CONFIG`); replaces `llm`.
+    pub llm_config_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +66,7 @@ impl Default for Settings {
                 request_timeout: Duration::from_secs(120),
                 echo_word_delay: Duration::from_millis(20),
             },
+            llm_config_file: None,
         }
     }
 }
@@ -96,6 +100,7 @@ impl Settings {
             )?,
             shutdown_grace: Duration::from_secs(parse(&get, "VAPORA_SHUTDOWN_GRACE_SECS", 10u64)?),
             llm: ProviderConfig::from_env(&get)?,
+            llm_config_file: get("VAPORA_LLM_CONFIG").map(PathBuf::from),
         })
     }
 }

@@ -12,7 +12,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use vapora_shared::{AgentStatus, Task, TaskStatus};
 
-use crate::api::AppState;
+use crate::api::SharedState;
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -55,7 +55,7 @@ impl Metrics {
     }
 }
 
-pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn render(State(state): State<SharedState>) -> impl IntoResponse {
     let c = &state.metrics.counters;
     let mut out = String::with_capacity(2048);
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {

@@ -3,10 +3,12 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 use vapora_agents::{RoleCatalog, RoleCatalogError};
-use vapora_llm_router::LlmError;
+
+use vapora_llm_router::{LlmClient, LlmError, RouterConfig};
 
 use crate::api::{AppState, router};
 use crate::config::Settings;
@@ -59,12 +61,16 @@ impl Application {
 
         let roles = load_roles(settings.roles_file.as_deref()).await?;
         tracing::info!(roles = roles.roles().count(), "role catalog loaded");
-        let llm = settings.llm.build().await?;
-        tracing::info!(
-            provider = llm.provider(),
-            model = llm.default_model(),
-            "LLM provider ready"
-        );
+        let router_config = match &settings.llm_config_file {
+            Some(path) => RouterConfig::load(path).await?,
+            None => settings.llm.router_config().await,
+        };
+        let router = router_config.build(Arc::new(db.clone())).await?;
+        for route in router.routes() {
+            let targets: Vec<String> = route.targets.iter().map(ToString::to_string).collect();
+            tracing::info!(route = %route.name, strategy = ?route.strategy, targets = ?targets, "LLM route ready");
+        }
+        let llm: Arc<dyn LlmClient> = Arc::new(router.clone());
 
         let running = RunningTasks::default();
         let state = AppState::new(&settings, db, roles.clone(), running.clone());
@@ -74,6 +80,8 @@ impl Application {
         }
 
         let workers = TaskTracker::new();
+        // Budget spend is written whenever it changes, and once more at the end.
+        workers.spawn(router.budgets().clone().persist_until(state.shutdown.clone()));
         let ctx = PoolContext {
             tasks: state.task_service.clone(),
             queue: state.task_queue.clone(),

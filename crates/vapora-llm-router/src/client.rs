@@ -38,13 +38,19 @@ impl ChatMessage {
 }
 
 /// One chat completion request, before any provider-specific encoding.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
-    /// Overrides the provider's configured model when set.
+    /// For a provider: overrides its configured model. For the router: a
+    /// route name (`role:developer`) or a concrete `provider/model`.
     pub model: Option<String>,
     pub max_tokens: Option<u32>,
     pub temperature: Option<f32>,
+    /// Who the call is for: picks the role's route when `model` is unset,
+    /// and the role's budget is charged.
+    pub role: Option<String>,
+    /// Caller identity for per-key budgets (a name, never a secret).
+    pub api_key: Option<String>,
 }
 
 impl ChatRequest {
@@ -78,6 +84,8 @@ pub struct Completion {
     pub usage: Usage,
     pub cost_usd: f64,
     pub finish_reason: Option<String>,
+    /// Provider calls made to get this answer (failed ones and retries included).
+    pub attempts: u32,
 }
 
 /// One item of a streamed completion: text deltas, then exactly one `Finished`.

@@ -1,17 +1,17 @@
-//! Which provider a deployment talks to.
-//!
-//! Configured through the environment (see the README's configuration
-//! reference). With nothing configured, a local Ollama is used when one
-//! answers, and otherwise the `echo` provider, loudly.
+//! The quick way to configure a single provider, from `VAPORA_LLM_*`
+//! environment variables (the README's configuration reference). It yields a
+//! [`RouterConfig`] with one route; a config file (`VAPORA_LLM_CONFIG`)
+//! gives the full router. With nothing configured, a local Ollama is used
+//! when one answers, and otherwise the `echo` provider, loudly.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::providers::openai::openai;
-use crate::providers::{EchoProvider, Endpoint};
-use crate::{LlmClient, LlmError, Pricing};
+use crate::providers::echo::ECHO_MODEL;
+use crate::router_config::{ProviderSection, ProviderType, RouteSection, RouteTimings, RouterConfig};
+use crate::{LlmError, Pricing, Strategy};
 
 pub const OLLAMA_URL: &str = "http://localhost:11434";
 
@@ -82,37 +82,34 @@ impl ProviderConfig {
         })
     }
 
-    /// Builds the client; `Auto` probes Ollama once, with a short timeout.
-    pub async fn build(&self) -> Result<Arc<dyn LlmClient>, LlmError> {
-        match &self.kind {
-            ProviderKind::Echo => Ok(Arc::new(self.echo())),
+    /// The router configuration these settings stand for: one provider and
+    /// one `default` route. `Auto` probes the local Ollama once, briefly.
+    pub async fn router_config(&self) -> RouterConfig {
+        let (name, kind, base_url, api_key_env, model, pricing) = match &self.kind {
             ProviderKind::OpenAi {
                 base_url,
                 api_key_env,
                 model,
                 pricing,
-            } => {
-                let api_key = api_key_env.as_deref().and_then(|k| std::env::var(k).ok());
-                Ok(Arc::new(openai(Endpoint {
-                    name: self.name.clone(),
-                    base_url: base_url.clone(),
-                    api_key,
-                    model: model.clone(),
-                    pricing: *pricing,
-                    timeout: self.request_timeout,
-                })?))
-            }
+            } => (
+                self.name.clone(),
+                ProviderType::Openai,
+                Some(base_url.clone()),
+                api_key_env.clone(),
+                model.clone(),
+                *pricing,
+            ),
             ProviderKind::Auto => match probe_ollama(OLLAMA_URL).await {
                 Some(model) => {
                     tracing::info!(%model, "using the local Ollama at {OLLAMA_URL}");
-                    Ok(Arc::new(openai(Endpoint {
-                        name: "ollama".into(),
-                        base_url: format!("{OLLAMA_URL}/v1"),
-                        api_key: None,
+                    (
+                        "ollama".into(),
+                        ProviderType::Ollama,
+                        Some(OLLAMA_URL.into()),
+                        None,
                         model,
-                        pricing: Pricing::default(),
-                        timeout: self.request_timeout,
-                    })?))
+                        Pricing::default(),
+                    )
                 }
                 None => {
                     tracing::warn!(
@@ -120,15 +117,58 @@ impl ProviderConfig {
                          on the built-in `echo` provider, which repeats the prompt. Set \
                          VAPORA_LLM_BASE_URL (and VAPORA_LLM_MODEL) to use a real model."
                     );
-                    Ok(Arc::new(self.echo()))
+                    echo_parts()
                 }
             },
+            ProviderKind::Echo => echo_parts(),
+        };
+        let provider = ProviderSection {
+            kind,
+            base_url,
+            api_key_env,
+            max_concurrency: 64,
+            queue_timeout_ms: 30_000,
+            failure_threshold: 5,
+            cooldown_ms: 10_000,
+            timeout_ms: self.request_timeout.as_millis() as u64,
+            echo_word_delay_ms: self.echo_word_delay.as_millis() as u64,
+            models: BTreeMap::from([(model.clone(), pricing)]),
+        };
+        let route = RouteSection {
+            strategy: Strategy::Fallback,
+            targets: vec![format!("{name}/{model}")],
+            timings: RouteTimings {
+                total_timeout_ms: self.request_timeout.as_millis() as u64,
+                ..RouteTimings::default()
+            },
+        };
+        RouterConfig {
+            default_route: "default".into(),
+            default_max_tokens: 1024,
+            providers: BTreeMap::from([(name, provider)]),
+            routes: BTreeMap::from([("default".to_owned(), route)]),
+            budgets: Default::default(),
+            direct: RouteTimings::default(),
         }
     }
+}
 
-    fn echo(&self) -> EchoProvider {
-        EchoProvider::new(self.echo_word_delay)
-    }
+fn echo_parts() -> (
+    String,
+    ProviderType,
+    Option<String>,
+    Option<String>,
+    String,
+    Pricing,
+) {
+    (
+        "echo".into(),
+        ProviderType::Echo,
+        None,
+        None,
+        ECHO_MODEL.into(),
+        Pricing::default(),
+    )
 }
 
 #[derive(Debug, Deserialize)]

@@ -21,6 +21,16 @@ pub enum LlmError {
     Truncated { provider: String },
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("{0}")]
+    Budget(#[from] crate::budget::BudgetExceeded),
+    #[error("{provider} is failing; its circuit is open")]
+    CircuitOpen { provider: String },
+    #[error("{provider} is at its concurrency limit")]
+    Saturated { provider: String },
+    #[error("no route or provider/model named {0:?}")]
+    UnknownModel(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
 }
 
 impl LlmError {
@@ -30,8 +40,34 @@ impl LlmError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Connect { .. } | Self::Timeout { .. } | Self::Truncated { .. } => true,
+            Self::CircuitOpen { .. } | Self::Saturated { .. } => true,
             Self::Status { status, .. } => *status == 429 || *status == 408 || *status >= 500,
-            Self::Protocol { .. } | Self::Config(_) => false,
+            Self::Protocol { .. }
+            | Self::Config(_)
+            | Self::Budget(_)
+            | Self::UnknownModel(_)
+            | Self::InvalidRequest(_) => false,
+        }
+    }
+
+    /// Whether the request itself is wrong, so every other target would
+    /// refuse it too: a fallback chain stops here instead of trying them.
+    pub fn rejected_everywhere(&self) -> bool {
+        match self {
+            Self::Status { status, .. } => matches!(status, 400 | 413 | 422),
+            Self::InvalidRequest(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the provider itself misbehaved (counts toward its circuit).
+    pub fn is_provider_fault(&self) -> bool {
+        match self {
+            Self::Connect { .. } | Self::Timeout { .. } | Self::Truncated { .. } | Self::Protocol { .. } => {
+                true
+            }
+            Self::Status { status, .. } => *status >= 500 || *status == 408,
+            _ => false,
         }
     }
 }

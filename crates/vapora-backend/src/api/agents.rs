@@ -3,15 +3,15 @@
 use axum::extract::State;
 use vapora_shared::{Agent, AgentId};
 
-use crate::api::AppState;
+use crate::api::SharedState;
 use crate::api::extract::{Json, Path};
 use crate::error::AppError;
 
-pub async fn list(State(state): State<AppState>) -> Json<Vec<Agent>> {
+pub async fn list(State(state): State<SharedState>) -> Json<Vec<Agent>> {
     Json(state.agent_registry.list().await)
 }
 
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Agent>, AppError> {
+pub async fn get(State(state): State<SharedState>, Path(id): Path<String>) -> Result<Json<Agent>, AppError> {
     let id = AgentId(id);
     state
         .agent_registry

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::json;
 
-use crate::api::AppState;
+use crate::api::SharedState;
 
 /// Liveness: the process is up and serving HTTP. Deliberately does no I/O,
 /// so it stays cheap under load and does not flap with the database.
@@ -14,7 +14,7 @@ pub async fn health() -> impl IntoResponse {
 }
 
 /// Readiness: 503 until storage answers.
-pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn ready(State(state): State<SharedState>) -> impl IntoResponse {
     match state.db.ping().await {
         Ok(()) => (
             StatusCode::OK,

@@ -14,7 +14,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode, Uri};
 use axum::routing::{get, post};
 
-pub use state::AppState;
+pub use state::{AppState, SharedState};
 
 use crate::error::AppError;
 
@@ -47,7 +47,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+        .with_state(std::sync::Arc::new(state))
 }
 
 async fn no_route(uri: Uri) -> AppError {

@@ -1,6 +1,7 @@
 //! The state every handler shares.
 //!
-//! `AppState` is cloned into each request, so every field is a cheap handle:
+//! `AppState` is shared by every request (as [`SharedState`]), and its
+//! fields are cheap handles that workers and services clone in turn:
 //! services hold `Arc`s or clonable clients inside, the agent registry is an
 //! `Arc<RwLock<..>>` (read-heavy) and the task queue an `Arc<Mutex<..>>`
 //! (every access mutates).
@@ -19,6 +20,10 @@ use crate::metrics::Metrics;
 use crate::services::{ProjectService, TaskService};
 use crate::storage::Database;
 use crate::swarm::registry::AgentRegistry;
+
+/// The state as handlers receive it: one `Arc` for the whole state, so
+/// handing it to a request is a single reference-count bump.
+pub type SharedState = std::sync::Arc<AppState>;
 
 #[derive(Debug, Clone)]
 pub struct AppState {

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use vapora_shared::{NewTask, Role, Task, TaskId, TaskPatch, TaskStatus};
 
-use crate::api::AppState;
+use crate::api::SharedState;
 use crate::api::extract::{Json, Path, Query, parse_id};
 use crate::error::AppError;
 use crate::services::TaskPage;
@@ -64,26 +64,26 @@ impl ListQuery {
 }
 
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     Json(body): Json<NewTask>,
 ) -> Result<(StatusCode, Json<Task>), AppError> {
     Ok((StatusCode::CREATED, Json(state.task_service.create(body).await?)))
 }
 
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<TaskPage>, AppError> {
     Ok(Json(state.task_service.list(query.into_filter()?).await?))
 }
 
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Task>, AppError> {
+pub async fn get(State(state): State<SharedState>, Path(id): Path<String>) -> Result<Json<Task>, AppError> {
     let id: TaskId = parse_id("task", &id)?;
     Ok(Json(state.task_service.get(id).await?))
 }
 
 pub async fn update(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     Path(id): Path<String>,
     Json(patch): Json<TaskPatch>,
 ) -> Result<Json<Task>, AppError> {
@@ -91,12 +91,15 @@ pub async fn update(
     Ok(Json(state.task_service.patch(id, patch).await?))
 }
 
-pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Task>, AppError> {
+pub async fn cancel(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Json<Task>, AppError> {
     let id: TaskId = parse_id("task", &id)?;
     Ok(Json(state.task_service.cancel(id).await?))
 }
 
-pub async fn retry(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Task>, AppError> {
+pub async fn retry(State(state): State<SharedState>, Path(id): Path<String>) -> Result<Json<Task>, AppError> {
     let id: TaskId = parse_id("task", &id)?;
     Ok(Json(state.task_service.retry(id).await?))
 }

@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use vapora_shared::ProjectId;
 
-use crate::api::AppState;
+use crate::api::SharedState;
 use crate::api::extract::{Query, parse_id};
 use crate::error::AppError;
 
@@ -30,7 +30,7 @@ pub struct WsQuery {
 }
 
 pub async fn subscribe(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     Query(query): Query<WsQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {

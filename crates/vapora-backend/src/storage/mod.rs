@@ -6,11 +6,14 @@
 //! below is defined (idempotently) at every start so that a bad write is
 //! refused by the database, not discovered later by a reader.
 
+mod budgets;
 mod codec;
 mod projects;
 mod tasks;
 
 pub use tasks::{StoredTask, TaskFilter};
+
+use std::sync::Arc;
 
 use surrealdb::Surreal;
 use surrealdb::engine::any::Any;
@@ -44,6 +47,7 @@ DEFINE FIELD OVERWRITE result.model ON task TYPE string;
 DEFINE FIELD OVERWRITE result.tokens_in ON task TYPE int;
 DEFINE FIELD OVERWRITE result.tokens_out ON task TYPE int;
 DEFINE FIELD OVERWRITE result.cost_usd ON task TYPE number;
+DEFINE FIELD OVERWRITE result.attempts ON task TYPE int DEFAULT 1;
 DEFINE FIELD OVERWRITE error ON task TYPE option<string>;
 DEFINE FIELD OVERWRITE created_at ON task TYPE string;
 DEFINE FIELD OVERWRITE updated_at ON task TYPE string;
@@ -54,6 +58,11 @@ DEFINE FIELD OVERWRITE rev ON task TYPE int;
 DEFINE INDEX OVERWRITE task_project ON task FIELDS project_id;
 DEFINE INDEX OVERWRITE task_status ON task FIELDS status;
 DEFINE INDEX OVERWRITE task_role ON task FIELDS role;
+
+-- Spend per LLM budget in its current period, keyed by budget key.
+DEFINE TABLE OVERWRITE budget_spend SCHEMAFULL;
+DEFINE FIELD OVERWRITE period_start ON budget_spend TYPE string;
+DEFINE FIELD OVERWRITE spent_nanos ON budget_spend TYPE int;
 "#;
 
 #[derive(Debug, thiserror::Error)]
@@ -65,9 +74,14 @@ pub enum StorageError {
 }
 
 /// A handle to the database; cheap to clone.
+///
+/// The SDK handle sits behind an `Arc` on purpose: cloning a `Surreal`
+/// handle opens a new database *session* (a message to the engine and fresh
+/// per-session state), and this handle is cloned with `AppState` on every
+/// request. Sharing one session makes a clone a reference-count bump.
 #[derive(Debug, Clone)]
 pub struct Database {
-    db: Surreal<Any>,
+    db: Arc<Surreal<Any>>,
 }
 
 impl Database {
@@ -86,7 +100,7 @@ impl Database {
         }
         db.use_ns(NAMESPACE).use_db(DATABASE).await?;
         db.query(SCHEMA).await?.check()?;
-        Ok(Self { db })
+        Ok(Self { db: Arc::new(db) })
     }
 
     /// A round trip to the database, for readiness checks.

@@ -281,11 +281,12 @@ async fn cancelling_a_running_task_aborts_its_llm_call() {
 #[tokio::test]
 async fn failed_tasks_can_be_retried_as_a_new_attempt() {
     let app = spawn_app().await;
-    app.llm.push(Script::status(500));
+    // A 400 is not retried by the router: the attempt fails at once.
+    app.llm.push(Script::status(400));
     let project = app.create_project("p").await;
     let task = app.create_task(&project["id"], json!({})).await;
     let failed = app.wait_for_status(&task["id"], "failed").await;
-    assert!(failed["error"].as_str().unwrap().contains("500"), "{failed}");
+    assert!(failed["error"].as_str().unwrap().contains("400"), "{failed}");
     assert_eq!(failed["attempt"], 1);
 
     let (status, retried) = app.retry(&task["id"]).await;
@@ -466,5 +467,19 @@ async fn concurrent_edits_of_one_task_all_apply_without_lost_updates() {
     let after = app.task(&task["id"]).await;
     assert_eq!(after["status"], "cancelled");
     assert_eq!(after["priority"], "high");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn results_record_retries_made_by_the_router() {
+    let app = spawn_app().await;
+    // One server error, then success: the router retries the same target.
+    app.llm.push(Script::status(503));
+    let project = app.create_project("p").await;
+    let task = app.create_task(&project["id"], json!({})).await;
+    let done = app.wait_for_status(&task["id"], "done").await;
+    assert_eq!(done["result"]["attempts"], 2, "{done}");
+    assert_eq!(done["result"]["provider"], "fake");
+    assert_eq!(app.llm.request_count(), 2);
     app.stop().await;
 }

@@ -49,6 +49,7 @@ impl EchoProvider {
             usage,
             cost_usd: 0.0,
             finish_reason: Some("stop".into()),
+            attempts: 1,
         }
     }
 }

@@ -177,6 +177,7 @@ impl<W: WireProtocol> HttpProvider<W> {
             model,
             usage,
             finish_reason,
+            attempts: 1,
         }
     }
 }
