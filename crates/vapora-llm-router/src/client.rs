@@ -86,6 +86,9 @@ pub struct Completion {
     pub finish_reason: Option<String>,
     /// Provider calls made to get this answer (failed ones and retries included).
     pub attempts: u32,
+    /// Time spent in the call that served the answer (for overhead metrics).
+    #[serde(skip)]
+    pub upstream_time: std::time::Duration,
 }
 
 /// One item of a streamed completion: text deltas, then exactly one `Finished`.

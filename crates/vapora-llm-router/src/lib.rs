@@ -17,6 +17,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod framing;
+pub mod gateway;
 pub mod metrics;
 pub mod pricing;
 pub mod providers;

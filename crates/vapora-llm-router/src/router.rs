@@ -511,6 +511,7 @@ impl Billing {
     fn finish(mut self, mut completion: Completion) -> Completion {
         completion.cost_usd = self.pricing.cost_usd(&completion.usage);
         completion.provider = self.target.provider.clone();
+        completion.upstream_time = self.started.elapsed();
         self.slot.breaker.record_success();
         if let Some(reservation) = self.reservation.take() {
             reservation.settle(completion.cost_usd);

@@ -5,10 +5,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use vapora_llm_router::providers::Endpoint;
 use vapora_llm_router::providers::openai::{OpenAiProvider, openai};
-use vapora_llm_router::testing::{FakeOpenAi, Script};
+use vapora_llm_router::testing::{FakeProvider, Script};
 use vapora_llm_router::{ChatMessage, ChatRequest, LlmClient, LlmError, Pricing, StreamEvent};
 
-fn provider(server: &FakeOpenAi) -> OpenAiProvider {
+fn provider(server: &FakeProvider) -> OpenAiProvider {
     let pricing = Pricing {
         input_per_mtok: 1.0,
         output_per_mtok: 2.0,
@@ -47,7 +47,7 @@ async fn collect(
 
 #[tokio::test]
 async fn complete_reads_text_usage_and_prices_it() {
-    let server = FakeOpenAi::start(Script {
+    let server = FakeProvider::start(Script {
         usage: Some((1_000, 500)),
         ..Script::text(&["Hi ", "there"])
     })
@@ -72,7 +72,7 @@ async fn complete_reads_text_usage_and_prices_it() {
 
 #[tokio::test]
 async fn stream_yields_deltas_then_one_finished_with_usage() {
-    let server = FakeOpenAi::start(Script {
+    let server = FakeProvider::start(Script {
         usage: Some((7, 3)),
         ..Script::text(&["a", "b", "c"])
     })
@@ -96,7 +96,7 @@ async fn stream_yields_deltas_then_one_finished_with_usage() {
 
 #[tokio::test]
 async fn stream_without_usage_is_estimated_not_zero() {
-    let server = FakeOpenAi::start(Script {
+    let server = FakeProvider::start(Script {
         usage: None,
         ..Script::text(&["some output text"])
     })
@@ -111,7 +111,7 @@ async fn stream_without_usage_is_estimated_not_zero() {
 
 #[tokio::test]
 async fn cut_stream_is_an_error_not_a_clean_finish() {
-    let server = FakeOpenAi::start(Script {
+    let server = FakeProvider::start(Script {
         disconnect_after: Some(2),
         ..Script::text(&["a", "b", "c", "d"])
     })
@@ -127,7 +127,7 @@ async fn cut_stream_is_an_error_not_a_clean_finish() {
 
 #[tokio::test]
 async fn http_errors_carry_status_and_retry_after() {
-    let server = FakeOpenAi::start(Script {
+    let server = FakeProvider::start(Script {
         retry_after: Some(7),
         ..Script::status(429)
     })
@@ -151,7 +151,7 @@ async fn http_errors_carry_status_and_retry_after() {
 
 #[tokio::test]
 async fn dropping_a_stream_closes_the_connection() {
-    let server = FakeOpenAi::start(Script {
+    let server = FakeProvider::start(Script {
         chunk_delay: Duration::from_millis(50),
         ..Script::text(&["a", "b", "c", "d", "e", "f", "g", "h"])
     })
@@ -170,7 +170,7 @@ async fn dropping_a_stream_closes_the_connection() {
 
 #[tokio::test]
 async fn unreachable_server_is_a_retryable_connect_error() {
-    let server = FakeOpenAi::start(Script::default()).await;
+    let server = FakeProvider::start(Script::default()).await;
     let url = server.base_url();
     drop(server);
     tokio::time::sleep(Duration::from_millis(50)).await;

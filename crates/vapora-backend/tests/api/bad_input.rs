@@ -255,7 +255,7 @@ async fn bad_queries_and_patches_change_nothing() {
 
 #[tokio::test]
 async fn a_full_queue_answers_503_with_retry_after_and_stores_nothing() {
-    let llm = vapora_llm_router::testing::FakeOpenAi::start(crate::support::slow_script()).await;
+    let llm = vapora_llm_router::testing::FakeProvider::start(crate::support::slow_script()).await;
     let mut settings = crate::support::test_settings(&llm);
     settings.queue_capacity = 2;
     let app = crate::support::spawn_app_with(llm, settings).await;

@@ -2,7 +2,7 @@
 //! queued or running when it stopped runs again.
 
 use serde_json::json;
-use vapora_llm_router::testing::{FakeOpenAi, Script};
+use vapora_llm_router::testing::{FakeProvider, Script};
 use vapora_shared::{TaskId, TaskStatus};
 
 use crate::support::{open_store_when_unlocked, slow_script, spawn_app_with, test_settings};
@@ -11,7 +11,7 @@ use crate::support::{open_store_when_unlocked, slow_script, spawn_app_with, test
 async fn restart_keeps_data_and_requeues_interrupted_work() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("surrealkv://{}", dir.path().join("db").display());
-    let llm = FakeOpenAi::start(Script::default()).await;
+    let llm = FakeProvider::start(Script::default()).await;
     let mut settings = test_settings(&llm);
     settings.database_url = url.clone();
 

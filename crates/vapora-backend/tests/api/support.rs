@@ -14,7 +14,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use vapora_backend::api::AppState;
 use vapora_backend::startup::StartupError;
 use vapora_backend::{Application, Settings};
-use vapora_llm_router::testing::{FakeOpenAi, Script};
+use vapora_llm_router::testing::{FakeProvider, Script};
 use vapora_llm_router::{Pricing, ProviderConfig, ProviderKind};
 
 pub const PRICING: Pricing = Pricing {
@@ -23,7 +23,7 @@ pub const PRICING: Pricing = Pricing {
 };
 
 /// Settings for a test app: free port, in-memory database, the fake LLM.
-pub fn test_settings(llm: &FakeOpenAi) -> Settings {
+pub fn test_settings(llm: &FakeProvider) -> Settings {
     Settings {
         port: 0,
         database_url: "mem://".into(),
@@ -49,19 +49,19 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
     pub state: AppState,
-    pub llm: FakeOpenAi,
+    pub llm: FakeProvider,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), StartupError>>>,
 }
 
 /// Starts the app with default test settings and a fast fake LLM.
 pub async fn spawn_app() -> TestApp {
-    let llm = FakeOpenAi::start(Script::default()).await;
+    let llm = FakeProvider::start(Script::default()).await;
     let settings = test_settings(&llm);
     spawn_app_with(llm, settings).await
 }
 
-pub async fn spawn_app_with(llm: FakeOpenAi, settings: Settings) -> TestApp {
+pub async fn spawn_app_with(llm: FakeProvider, settings: Settings) -> TestApp {
     let app = build_when_unlocked(settings).await;
     let addr = app.local_addr();
     let state = app.state().clone();
@@ -115,7 +115,7 @@ impl TestApp {
     }
 
     /// Graceful stop, as on SIGTERM; returns the fake LLM for reuse.
-    pub async fn stop(mut self) -> FakeOpenAi {
+    pub async fn stop(mut self) -> FakeProvider {
         let _ = self.stop.take().expect("running").send(());
         let server = self.server.take().expect("running");
         tokio::time::timeout(Duration::from_secs(30), server)

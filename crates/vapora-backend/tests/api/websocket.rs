@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use vapora_llm_router::testing::{FakeOpenAi, Script};
+use vapora_llm_router::testing::{FakeProvider, Script};
 
 use crate::support::{spawn_app, spawn_app_with, test_settings};
 
@@ -97,7 +97,7 @@ async fn a_stalled_client_does_not_slow_others_and_is_told_it_lagged() {
         usage: Some((1, 1)),
         ..Script::default()
     };
-    let llm = FakeOpenAi::start(script).await;
+    let llm = FakeProvider::start(script).await;
     let mut settings = test_settings(&llm);
     settings.ws_buffer = 64;
     let app = spawn_app_with(llm, settings).await;

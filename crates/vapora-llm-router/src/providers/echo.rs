@@ -50,6 +50,7 @@ impl EchoProvider {
             cost_usd: 0.0,
             finish_reason: Some("stop".into()),
             attempts: 1,
+            upstream_time: Duration::ZERO,
         }
     }
 }

@@ -178,6 +178,7 @@ impl<W: WireProtocol> HttpProvider<W> {
             usage,
             finish_reason,
             attempts: 1,
+            upstream_time: std::time::Duration::ZERO,
         }
     }
 }

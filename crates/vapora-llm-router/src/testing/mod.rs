@@ -4,6 +4,6 @@
 //! chunks, usage, abrupt disconnect), so provider code is exercised over
 //! real sockets instead of against mocks.
 
-mod fake_openai;
+mod fake_provider;
 
-pub use fake_openai::{FakeOpenAi, Script};
+pub use fake_provider::{FakeProvider, Protocol, Script};
