@@ -486,11 +486,12 @@ impl Drop for ProbeGuard<'_> {
     }
 }
 
-/// Input tokens to reserve for: bytes / 2 rather than the usual bytes / 4,
-/// so that the reservation stays an upper bound for token-dense text.
+/// Input tokens to reserve for: a token per 2 bytes (rather than the usual
+/// 4) plus 16 per message for the chat template, so that the reservation
+/// stays an upper bound even for token-dense text. Should a provider still
+/// report more, the real cost is recorded: spend is never under-reported.
 fn conservative_input_tokens(request: &ChatRequest) -> u64 {
-    let bytes: usize = request.messages.iter().map(|m| m.content.len() + 8).sum();
-    (bytes as u64).div_ceil(2)
+    request.messages.iter().map(|m| (m.content.len() as u64).div_ceil(2) + 16).sum()
 }
 
 /// Settles one attempt's reservation and records its outcome.
