@@ -491,7 +491,11 @@ impl Drop for ProbeGuard<'_> {
 /// stays an upper bound even for token-dense text. Should a provider still
 /// report more, the real cost is recorded: spend is never under-reported.
 fn conservative_input_tokens(request: &ChatRequest) -> u64 {
-    request.messages.iter().map(|m| (m.content.len() as u64).div_ceil(2) + 16).sum()
+    request
+        .messages
+        .iter()
+        .map(|m| (m.content.len() as u64).div_ceil(2) + 16)
+        .sum()
 }
 
 /// Settles one attempt's reservation and records its outcome.

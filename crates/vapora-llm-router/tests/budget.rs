@@ -55,14 +55,37 @@ async fn a_thousand_concurrent_requests_never_overspend() {
     // costs 10 input tokens at $1/M + 100 output at $10/M = $0.00101, and a
     // cheap one $0.00051. The limit pays for 100 pricey calls.
     let usage = Some((10, 100));
-    let pricey = FakeProvider::start(Script { usage, ..Script::default() }).await;
-    let cheap = FakeProvider::start(Script { usage, ..Script::default() }).await;
+    let pricey = FakeProvider::start(Script {
+        usage,
+        ..Script::default()
+    })
+    .await;
+    let cheap = FakeProvider::start(Script {
+        usage,
+        ..Script::default()
+    })
+    .await;
     // A third of the pricey calls fail and fall back to the cheaper provider.
     for i in 0..1000 {
-        pricey.push(if i % 3 == 0 { Script::status(503) } else { Script { usage, ..Script::default() } });
+        pricey.push(if i % 3 == 0 {
+            Script::status(503)
+        } else {
+            Script {
+                usage,
+                ..Script::default()
+            }
+        });
     }
     let limit = 100.0 * 0.00101;
-    let router = build(&config(&pricey, &cheap, &format!("limit_usd = {limit}\nperiod = \"daily\"")), Arc::new(MemoryBudgetStore::default())).await;
+    let router = build(
+        &config(
+            &pricey,
+            &cheap,
+            &format!("limit_usd = {limit}\nperiod = \"daily\""),
+        ),
+        Arc::new(MemoryBudgetStore::default()),
+    )
+    .await;
 
     let handles: Vec<_> = (0..1000)
         .map(|_| {
@@ -85,18 +108,45 @@ async fn a_thousand_concurrent_requests_never_overspend() {
     }
     let status = &router.budgets().statuses()[0];
     assert_eq!(served + refused, 1000);
-    assert!(status.spent_usd <= status.limit_usd + 1e-12, "overspent: {} > {}", status.spent_usd, status.limit_usd);
-    assert!((status.spent_usd - cost).abs() < 1e-9, "charged {} but served {}", status.spent_usd, cost);
+    assert!(
+        status.spent_usd <= status.limit_usd + 1e-12,
+        "overspent: {} > {}",
+        status.spent_usd,
+        status.limit_usd
+    );
+    assert!(
+        (status.spent_usd - cost).abs() < 1e-9,
+        "charged {} but served {}",
+        status.spent_usd,
+        cost
+    );
     assert_eq!(status.reserved_usd, 0.0, "reservations leaked");
-    assert!(served >= 100, "the budget pays for at least 100 calls, served {served}");
-    assert!(by_provider.get("cheap").copied().unwrap_or(0) > 0, "some calls fell back: {by_provider:?}");
-    println!("served {served} ({by_provider:?}), refused {refused}, spent {} of {}", status.spent_usd, status.limit_usd);
+    assert!(
+        served >= 100,
+        "the budget pays for at least 100 calls, served {served}"
+    );
+    assert!(
+        by_provider.get("cheap").copied().unwrap_or(0) > 0,
+        "some calls fell back: {by_provider:?}"
+    );
+    println!(
+        "served {served} ({by_provider:?}), refused {refused}, spent {} of {}",
+        status.spent_usd, status.limit_usd
+    );
 }
 
 #[tokio::test]
 async fn exhausted_budgets_downgrade_or_reject() {
-    let pricey = FakeProvider::start(Script { usage: Some((10, 100)), ..Script::default() }).await;
-    let cheap = FakeProvider::start(Script { usage: Some((10, 100)), ..Script::default() }).await;
+    let pricey = FakeProvider::start(Script {
+        usage: Some((10, 100)),
+        ..Script::default()
+    })
+    .await;
+    let cheap = FakeProvider::start(Script {
+        usage: Some((10, 100)),
+        ..Script::default()
+    })
+    .await;
     // Room for one pricey call only; then the downgrade route (cheap, but
     // also charged) serves until nothing fits.
     let text = config(
@@ -110,7 +160,11 @@ async fn exhausted_budgets_downgrade_or_reject() {
     req.model = Some("pricey/m".into());
     assert_eq!(router.complete(&req).await.unwrap().provider, "pricey");
     assert_eq!(alerts.try_recv().unwrap().key, "role:developer", "crossed 40%");
-    assert_eq!(router.complete(&req).await.unwrap().provider, "cheap", "downgraded");
+    assert_eq!(
+        router.complete(&req).await.unwrap().provider,
+        "cheap",
+        "downgraded"
+    );
     let err = router.complete(&req).await.unwrap_err();
     assert!(matches!(err, LlmError::Budget(_)), "{err:?}");
 
@@ -118,13 +172,24 @@ async fn exhausted_budgets_downgrade_or_reject() {
     let text = config(&pricey, &cheap, "limit_usd = 0.0001\nperiod = \"monthly\"");
     let router = build(&text, Arc::new(MemoryBudgetStore::default())).await;
     let err = router.complete(&request()).await.unwrap_err();
-    assert!(matches!(err, LlmError::Budget(ref b) if b.key == "role:developer"), "{err:?}");
-    assert_eq!(pricey.request_count() + cheap.request_count(), 2, "a refused call reaches no provider");
+    assert!(
+        matches!(err, LlmError::Budget(ref b) if b.key == "role:developer"),
+        "{err:?}"
+    );
+    assert_eq!(
+        pricey.request_count() + cheap.request_count(),
+        2,
+        "a refused call reaches no provider"
+    );
 }
 
 #[tokio::test]
 async fn spend_survives_a_restart() {
-    let pricey = FakeProvider::start(Script { usage: Some((10, 100)), ..Script::default() }).await;
+    let pricey = FakeProvider::start(Script {
+        usage: Some((10, 100)),
+        ..Script::default()
+    })
+    .await;
     let cheap = FakeProvider::start(Script::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("budgets.json");
@@ -139,9 +204,16 @@ async fn spend_survives_a_restart() {
     let spent = router.budgets().statuses()[0].spent_usd;
     assert!((spent - 3.0 * 0.00101).abs() < 1e-9, "{spent}");
     stop.cancel();
-    tokio::time::timeout(Duration::from_secs(5), writer).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), writer)
+        .await
+        .unwrap()
+        .unwrap();
     drop(router);
 
     let router = build(&text, Arc::new(FileBudgetStore::new(&path))).await;
-    assert_eq!(router.budgets().statuses()[0].spent_usd, spent, "spend restored from the store");
+    assert_eq!(
+        router.budgets().statuses()[0].spent_usd,
+        spent,
+        "spend restored from the store"
+    );
 }
