@@ -6,7 +6,11 @@ use vapora_llm_router::testing::{FakeProvider, Script};
 
 #[tokio::main]
 async fn main() {
-    let server = FakeProvider::start(Script { usage: Some((12, 4)), ..Script::text(&["Hello", ", ", "world"]) }).await;
+    let server = FakeProvider::start(Script {
+        usage: Some((12, 4)),
+        ..Script::text(&["Hello", ", ", "world"])
+    })
+    .await;
     // The benchmark script reads this line to find the server.
     println!("{}", server.base_url());
     tokio::signal::ctrl_c().await.expect("signal handler");

@@ -18,9 +18,13 @@ async fn main() {
     };
     let rate: u64 = rate.parse().expect("RATE is a number");
     let seconds: u64 = seconds.parse().expect("SECONDS is a number");
-    let body = serde_json::json!({ "model": "bench", "messages": [{ "role": "user", "content": "Say hello." }] });
+    let body =
+        serde_json::json!({ "model": "bench", "messages": [{ "role": "user", "content": "Say hello." }] });
     let body = Arc::new(serde_json::to_vec(&body).expect("json"));
-    let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build().expect("client");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()
+        .expect("client");
 
     let total = rate * seconds;
     let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
@@ -31,7 +35,13 @@ async fn main() {
         let (http, url, body) = (http.clone(), url.clone(), body.clone());
         handles.push(tokio::spawn(async move {
             let sent = Instant::now();
-            let ok = match http.post(&url).header("content-type", "application/json").body(body.to_vec()).send().await {
+            let ok = match http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body.to_vec())
+                .send()
+                .await
+            {
                 Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
                 Err(_) => false,
             };
@@ -50,7 +60,12 @@ async fn main() {
     }
     let elapsed = start.elapsed().as_secs_f64();
     latencies.sort_unstable();
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
     println!(
         "sent={total} ok={} errors={errors} rate={:.0}/s p50_us={} p90_us={} p99_us={} max_us={}",
         latencies.len(),

@@ -5,7 +5,7 @@
 //! nanoseconds per request, never held across an `.await`); histograms are
 //! fixed buckets of atomics.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -62,14 +62,30 @@ struct Usage3 {
     estimated_calls: u64,
 }
 
+/// Nested maps looked up by `&str`, so that counting a request allocates
+/// nothing once its labels have been seen.
 #[derive(Debug, Default)]
 struct Counters {
-    /// (route, outcome) -> requests.
-    requests: BTreeMap<(String, String), u64>,
-    /// (provider, model, kind) -> failed attempts.
+    /// route -> outcome -> requests.
+    requests: HashMap<String, HashMap<String, u64>>,
+    /// (provider, model, kind) -> failed attempts (rare: allocating is fine).
     attempt_errors: BTreeMap<(String, String, String), u64>,
-    /// (provider, model, role) -> usage.
-    usage: BTreeMap<(String, String, String), Usage3>,
+    /// provider -> model -> role -> usage.
+    usage: HashMap<String, HashMap<String, HashMap<String, Usage3>>>,
+}
+
+fn entry<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
+}
+
+/// A map's entries sorted by key, for stable output.
+fn sorted<V>(map: &HashMap<String, V>) -> Vec<(&String, &V)> {
+    let mut entries: Vec<_> = map.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    entries
 }
 
 #[derive(Debug, Default)]
@@ -103,10 +119,7 @@ impl RouterMetrics {
 
     fn add_usage(&self, provider: &str, model: &str, role: &str, usage: &Usage, cost: f64) {
         let mut c = self.lock();
-        let u = c
-            .usage
-            .entry((provider.to_owned(), model.to_owned(), role.to_owned()))
-            .or_default();
+        let u = entry(entry(entry(&mut c.usage, provider), model), role);
         u.tokens_in += usage.input_tokens;
         u.tokens_out += usage.output_tokens;
         u.cost_usd += cost;
@@ -122,20 +135,12 @@ impl RouterMetrics {
             &completion.usage,
             completion.cost_usd,
         );
-        *self
-            .lock()
-            .requests
-            .entry((route.to_owned(), "ok".into()))
-            .or_default() += 1;
+        *entry(entry(&mut self.lock().requests, route), "ok") += 1;
     }
 
-    pub fn record_failure(&self, route: &str, _role: &str, error: &LlmError, elapsed: Duration) {
+    pub fn record_failure(&self, route: &str, error: &LlmError, elapsed: Duration) {
         self.latency.observe(elapsed);
-        *self
-            .lock()
-            .requests
-            .entry((route.to_owned(), error_kind(error)))
-            .or_default() += 1;
+        *entry(entry(&mut self.lock().requests, route), &error_kind(error)) += 1;
     }
 
     pub fn record_attempt_error(&self, target: &Target, error: &LlmError) {
@@ -151,14 +156,22 @@ impl RouterMetrics {
         let mut out = String::with_capacity(4096);
         {
             let c = self.lock();
-            out.push_str("# HELP vapora_llm_requests_total Routed requests by route and outcome.\n# TYPE vapora_llm_requests_total counter\n");
-            for ((route, outcome), n) in &c.requests {
-                let _ = writeln!(
-                    out,
-                    "vapora_llm_requests_total{{route=\"{route}\",outcome=\"{outcome}\"}} {n}"
-                );
+            out.push_str(
+                "# HELP vapora_llm_requests_total Routed requests by route and outcome.\n\
+                 # TYPE vapora_llm_requests_total counter\n",
+            );
+            for (route, outcomes) in sorted(&c.requests) {
+                for (outcome, n) in sorted(outcomes) {
+                    let _ = writeln!(
+                        out,
+                        "vapora_llm_requests_total{{route=\"{route}\",outcome=\"{outcome}\"}} {n}"
+                    );
+                }
             }
-            out.push_str("# HELP vapora_llm_attempt_errors_total Failed provider calls.\n# TYPE vapora_llm_attempt_errors_total counter\n");
+            out.push_str(
+                "# HELP vapora_llm_attempt_errors_total Failed provider calls.\n\
+                 # TYPE vapora_llm_attempt_errors_total counter\n",
+            );
             for ((provider, model, kind), n) in &c.attempt_errors {
                 let _ = writeln!(
                     out,
@@ -174,19 +187,22 @@ impl RouterMetrics {
                     "Calls whose usage was estimated.",
                 ),
             ] {
-                let kind = "counter";
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-                for ((provider, model, role), u) in &c.usage {
-                    let value = match name {
-                        "vapora_llm_tokens_in_total" => u.tokens_in.to_string(),
-                        "vapora_llm_tokens_out_total" => u.tokens_out.to_string(),
-                        "vapora_llm_cost_usd_total" => u.cost_usd.to_string(),
-                        _ => u.estimated_calls.to_string(),
-                    };
-                    let _ = writeln!(
-                        out,
-                        "{name}{{provider=\"{provider}\",model=\"{model}\",role=\"{role}\"}} {value}"
-                    );
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+                for (provider, models) in sorted(&c.usage) {
+                    for (model, roles) in sorted(models) {
+                        for (role, u) in sorted(roles) {
+                            let value = match name {
+                                "vapora_llm_tokens_in_total" => u.tokens_in.to_string(),
+                                "vapora_llm_tokens_out_total" => u.tokens_out.to_string(),
+                                "vapora_llm_cost_usd_total" => u.cost_usd.to_string(),
+                                _ => u.estimated_calls.to_string(),
+                            };
+                            let _ = writeln!(
+                                out,
+                                "{name}{{provider=\"{provider}\",model=\"{model}\",role=\"{role}\"}} {value}"
+                            );
+                        }
+                    }
                 }
             }
         }

@@ -230,7 +230,7 @@ impl Router {
         if let Err(error) = &result {
             self.inner
                 .metrics
-                .record_failure(&plan.route.name, &plan.role, error, started.elapsed());
+                .record_failure(&plan.route.name, error, started.elapsed());
         }
         result
     }

@@ -58,6 +58,8 @@ DEFINE FIELD OVERWRITE rev ON task TYPE int;
 DEFINE INDEX OVERWRITE task_project ON task FIELDS project_id;
 DEFINE INDEX OVERWRITE task_status ON task FIELDS status;
 DEFINE INDEX OVERWRITE task_role ON task FIELDS role;
+-- The board's and dashboards' most common filter.
+DEFINE INDEX OVERWRITE task_project_status ON task FIELDS project_id, status;
 
 -- Spend per LLM budget in its current period, keyed by budget key.
 DEFINE TABLE OVERWRITE budget_spend SCHEMAFULL;

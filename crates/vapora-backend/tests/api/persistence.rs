@@ -70,3 +70,36 @@ async fn restart_keeps_data_and_requeues_interrupted_work() {
     assert_eq!(app.task_count().await, 4);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn llm_budget_spend_is_stored_in_surrealdb() {
+    use vapora_llm_router::budget_store::{BudgetRecord, BudgetStore};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("surrealkv://{}", dir.path().join("db").display());
+    let records = vec![
+        BudgetRecord {
+            key: "role:developer".into(),
+            period_start: "2026-11-21T00:00:00Z".parse().unwrap(),
+            spent_nanos: 1_234_567,
+        },
+        BudgetRecord {
+            key: "api_key:team-a".into(),
+            period_start: "2026-11-16T00:00:00Z".parse().unwrap(),
+            spent_nanos: 42,
+        },
+    ];
+    {
+        let db = open_store_when_unlocked(&url).await;
+        db.save(&records).await.unwrap();
+        let mut updated = records.clone();
+        updated[0].spent_nanos = 2_000_000;
+        db.save(&updated).await.unwrap();
+    }
+    let db = open_store_when_unlocked(&url).await;
+    let mut loaded = db.load().await.unwrap();
+    loaded.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(loaded.len(), 2);
+    assert_eq!(loaded[0], records[1]);
+    assert_eq!(loaded[1].spent_nanos, 2_000_000, "an upsert, not a second row");
+    assert_eq!(loaded[1].period_start, records[0].period_start);
+}
