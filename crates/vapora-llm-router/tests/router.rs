@@ -123,7 +123,7 @@ async fn rate_limits_wait_for_retry_after_with_backoff() {
 #[tokio::test]
 async fn first_token_timeout_moves_on_and_total_timeout_cuts_a_stream() {
     let slow_start = FakeProvider::start(Script {
-        delay: Duration::from_millis(800),
+        delay: Duration::from_millis(3_000),
         ..Script::default()
     })
     .await;
@@ -137,7 +137,7 @@ async fn first_token_timeout_moves_on_and_total_timeout_cuts_a_stream() {
     let (text, _) = collect(&r, &request("default")).await.unwrap();
     assert_eq!(text, "quick");
     assert!(
-        started.elapsed() < Duration::from_millis(700),
+        started.elapsed() < Duration::from_millis(2_500),
         "{:?}",
         started.elapsed()
     );
@@ -228,7 +228,7 @@ fn slow_to_start(first_chunk_after: Duration) -> Script {
 
 #[tokio::test]
 async fn hedge_starts_the_next_target_after_the_delay_and_cancels_the_loser() {
-    let slow = FakeProvider::start(slow_to_start(Duration::from_millis(300))).await;
+    let slow = FakeProvider::start(slow_to_start(Duration::from_millis(1_500))).await;
     let fast = FakeProvider::start(Script::text(&["fast ", "answer"])).await;
     let r = router(
         &[("slow", &slow), ("fast", &fast)],
@@ -239,7 +239,7 @@ async fn hedge_starts_the_next_target_after_the_delay_and_cancels_the_loser() {
     let (text, events) = collect(&r, &request("default")).await.unwrap();
     assert_eq!(text, "fast answer");
     assert!(
-        started.elapsed() < Duration::from_millis(280),
+        started.elapsed() < Duration::from_millis(1_200),
         "{:?}",
         started.elapsed()
     );
@@ -265,7 +265,7 @@ async fn hedge_starts_the_next_target_after_the_delay_and_cancels_the_loser() {
 
 #[tokio::test]
 async fn race_keeps_the_first_answer_and_the_losers_connection_is_dropped() {
-    let slow = FakeProvider::start(slow_to_start(Duration::from_millis(200))).await;
+    let slow = FakeProvider::start(slow_to_start(Duration::from_millis(1_500))).await;
     let fast = FakeProvider::start(Script::text(&["won"])).await;
     let r = router(
         &[("slow", &slow), ("fast", &fast)],
@@ -276,7 +276,7 @@ async fn race_keeps_the_first_answer_and_the_losers_connection_is_dropped() {
     let (text, _) = collect(&r, &request("default")).await.unwrap();
     assert_eq!(text, "won");
     assert!(
-        started.elapsed() < Duration::from_millis(190),
+        started.elapsed() < Duration::from_millis(1_200),
         "{:?}",
         started.elapsed()
     );
@@ -289,7 +289,7 @@ async fn race_keeps_the_first_answer_and_the_losers_connection_is_dropped() {
 
     // Unstreamed races work the same way.
     slow.set_default(Script {
-        delay: Duration::from_millis(200),
+        delay: Duration::from_millis(1_500),
         ..Script::default()
     });
     let done = r.complete(&request("default")).await.unwrap();
