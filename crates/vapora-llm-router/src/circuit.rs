@@ -55,20 +55,28 @@ impl CircuitBreaker {
     }
 
     pub fn state(&self) -> CircuitState {
+        self.state_at(Instant::now())
+    }
+
+    fn state_at(&self, now: Instant) -> CircuitState {
         let inner = self.lock();
         match inner.opened_at {
             None => CircuitState::Closed,
-            Some(at) if at.elapsed() >= self.cooldown => CircuitState::HalfOpen,
+            Some(at) if now.duration_since(at) >= self.cooldown => CircuitState::HalfOpen,
             Some(_) => CircuitState::Open,
         }
     }
 
     /// Whether a call may go ahead now.
     pub fn admit(&self) -> Option<Admit> {
+        self.admit_at(Instant::now())
+    }
+
+    fn admit_at(&self, now: Instant) -> Option<Admit> {
         let mut inner = self.lock();
         match inner.opened_at {
             None => Some(Admit::Yes),
-            Some(at) if at.elapsed() >= self.cooldown && !inner.probe_in_flight => {
+            Some(at) if now.duration_since(at) >= self.cooldown && !inner.probe_in_flight => {
                 inner.probe_in_flight = true;
                 Some(Admit::Probe)
             }
@@ -104,20 +112,22 @@ mod tests {
 
     #[test]
     fn opens_after_threshold_then_probes_once() {
-        let cb = CircuitBreaker::new(2, Duration::from_millis(30));
+        let cooldown = Duration::from_millis(30);
+        let cb = CircuitBreaker::new(2, cooldown);
         cb.record_failure();
         assert_eq!(cb.admit(), Some(Admit::Yes));
         cb.record_failure();
         assert_eq!(cb.state(), CircuitState::Open);
         assert_eq!(cb.admit(), None);
-        std::thread::sleep(Duration::from_millis(40));
-        assert_eq!(cb.state(), CircuitState::HalfOpen);
-        assert_eq!(cb.admit(), Some(Admit::Probe));
-        assert_eq!(cb.admit(), None, "one probe at a time");
+        // Time is passed in rather than slept through.
+        let later = Instant::now() + cooldown;
+        assert_eq!(cb.state_at(later), CircuitState::HalfOpen);
+        assert_eq!(cb.admit_at(later), Some(Admit::Probe));
+        assert_eq!(cb.admit_at(later), None, "one probe at a time");
         cb.record_failure();
         assert_eq!(cb.state(), CircuitState::Open, "a failed probe reopens");
-        std::thread::sleep(Duration::from_millis(40));
-        assert_eq!(cb.admit(), Some(Admit::Probe));
+        let later = Instant::now() + cooldown;
+        assert_eq!(cb.admit_at(later), Some(Admit::Probe));
         cb.record_success();
         assert_eq!(cb.state(), CircuitState::Closed);
     }

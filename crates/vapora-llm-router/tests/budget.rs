@@ -217,3 +217,68 @@ async fn spend_survives_a_restart() {
         "spend restored from the store"
     );
 }
+
+#[tokio::test]
+async fn a_cancelled_hedge_loser_is_billed_for_what_it_had_started() {
+    // The loser answers at once (its response head arrives) but sends its
+    // first token late; the hedge wins meanwhile and the loser is aborted.
+    let loser = FakeProvider::start(Script {
+        chunks: vec!["late".into()],
+        chunk_delay: Duration::from_millis(1_500),
+        usage: Some((10, 100)),
+        ..Script::default()
+    })
+    .await;
+    let winner = FakeProvider::start(Script {
+        usage: Some((10, 100)),
+        ..Script::default()
+    })
+    .await;
+    let text = format!(
+        r#"
+        [providers.pricey]
+        kind = "openai"
+        base_url = "{}"
+        models = {{ m = {{ input_per_mtok = 1000.0, output_per_mtok = 10.0 }} }}
+        [providers.cheap]
+        kind = "openai"
+        base_url = "{}"
+        models = {{ m = {{ input_per_mtok = 1.0, output_per_mtok = 5.0 }} }}
+        [routes.default]
+        strategy = "hedge"
+        hedge_delay_ms = 50
+        targets = ["pricey/m", "cheap/m"]
+        [budgets."role:developer"]
+        limit_usd = 10.0
+        period = "daily"
+        "#,
+        loser.base_url(),
+        winner.base_url()
+    );
+    let router = build(&text, Arc::new(MemoryBudgetStore::default())).await;
+    let stream = router.stream(&request()).await.unwrap();
+    let events: Vec<_> = futures::StreamExt::collect::<Vec<_>>(stream).await;
+    let Some(Ok(vapora_llm_router::StreamEvent::Finished(done))) = events.last() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(done.provider, "cheap");
+    // Wait until the loser's attempt has been torn down and billed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while loser.dropped_streams() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the loser was never cancelled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let status = &router.budgets().statuses()[0];
+    // The winner's real cost plus the loser's estimated input at $1000/M.
+    assert!(
+        status.spent_usd > done.cost_usd + 0.0005,
+        "loser not billed: {} vs {}",
+        status.spent_usd,
+        done.cost_usd
+    );
+    assert_eq!(status.reserved_usd, 0.0);
+}
