@@ -54,6 +54,12 @@ pub struct ChatRequest {
 }
 
 impl ChatRequest {
+    /// The system messages and the conversation turns, for APIs that take
+    /// the system prompt as a separate field (Anthropic, Gemini).
+    pub fn split_system(&self) -> (Vec<&ChatMessage>, Vec<&ChatMessage>) {
+        self.messages.iter().partition(|m| m.role == ChatRole::System)
+    }
+
     /// Rough input size in tokens (4 bytes a token), used where a provider
     /// reports no usage and, later, to reserve budget before a call.
     pub fn estimated_input_tokens(&self) -> u64 {

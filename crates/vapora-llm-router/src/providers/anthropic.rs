@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::http::{Endpoint, HttpProvider, WirePiece, WireProtocol};
+use crate::ChatRequest;
 use crate::framing::Framing;
-use crate::{ChatRequest, ChatRole};
 
 pub type AnthropicProvider = HttpProvider<AnthropicWire>;
 
@@ -88,16 +88,10 @@ impl WireProtocol for AnthropicWire {
         request: &ChatRequest,
         stream: bool,
     ) -> (String, Value, HeaderMap) {
-        let system: Vec<&str> = request
-            .messages
+        let (system, turns) = request.split_system();
+        let system: Vec<&str> = system.iter().map(|m| m.content.as_str()).collect();
+        let messages: Vec<Value> = turns
             .iter()
-            .filter(|m| m.role == ChatRole::System)
-            .map(|m| m.content.as_str())
-            .collect();
-        let messages: Vec<Value> = request
-            .messages
-            .iter()
-            .filter(|m| m.role != ChatRole::System)
             .map(|m| json!({ "role": m.role, "content": m.content }))
             .collect();
         let mut body = json!({

@@ -92,16 +92,10 @@ impl WireProtocol for GeminiWire {
         request: &ChatRequest,
         stream: bool,
     ) -> (String, Value, HeaderMap) {
-        let system: Vec<Value> = request
-            .messages
+        let (system, turns) = request.split_system();
+        let system: Vec<Value> = system.iter().map(|m| json!({ "text": m.content })).collect();
+        let contents: Vec<Value> = turns
             .iter()
-            .filter(|m| m.role == ChatRole::System)
-            .map(|m| json!({ "text": m.content }))
-            .collect();
-        let contents: Vec<Value> = request
-            .messages
-            .iter()
-            .filter(|m| m.role != ChatRole::System)
             .map(|m| {
                 let role = if m.role == ChatRole::Assistant {
                     "model"
