@@ -323,7 +323,10 @@ impl Router {
                     Some(Ok(Err(e))) if e.rejected_everywhere() => return Err(e),
                     Some(Ok(Err(e))) => {
                         last_error = Some(e);
-                        if running.is_empty() && !start_next(&mut running, &mut attempts) {
+                        // A failed hedge does not wait for the timer: the
+                        // next target starts now (in a race, all have).
+                        let started = start_next(&mut running, &mut attempts);
+                        if running.is_empty() && !started {
                             break;
                         }
                     }

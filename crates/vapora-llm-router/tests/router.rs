@@ -431,3 +431,21 @@ async fn wait_for(mut condition: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_failed_hedge_starts_the_next_target_without_waiting() {
+    let failing = FakeProvider::start(Script::status(500)).await;
+    let backup = FakeProvider::start(Script::text(&["ok"])).await;
+    let r = router(
+        &[("failing", &failing), ("backup", &backup)],
+        "[routes.default]\nstrategy = \"hedge\"\ntargets = [\"failing/m\", \"backup/m\"]\nhedge_delay_ms = 5000\n",
+    )
+    .await;
+    let started = Instant::now();
+    assert_eq!(r.complete(&request("default")).await.unwrap().provider, "backup");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "waited for the hedge timer: {:?}",
+        started.elapsed()
+    );
+}
