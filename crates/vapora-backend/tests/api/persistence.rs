@@ -103,3 +103,32 @@ async fn llm_budget_spend_is_stored_in_surrealdb() {
     assert_eq!(loaded[1].spent_nanos, 2_000_000, "an upsert, not a second row");
     assert_eq!(loaded[1].period_start, records[0].period_start);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_running_tasks_finish_within_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("surrealkv://{}", dir.path().join("db").display());
+    // About a second of streaming, well inside a 10 s grace period.
+    let script = Script {
+        chunks: (0..20).map(|i| format!("w{i} ")).collect(),
+        chunk_delay: std::time::Duration::from_millis(50),
+        ..Script::default()
+    };
+    let llm = FakeProvider::start(script).await;
+    let mut settings = test_settings(&llm);
+    settings.database_url = url.clone();
+    settings.shutdown_grace = std::time::Duration::from_secs(10);
+    let app = spawn_app_with(llm, settings).await;
+    let project = app.create_project("p").await;
+    let task = app.create_task(&project["id"], json!({})).await;
+    app.wait_for_status(&task["id"], "running").await;
+    let llm = app.stop().await; // returns once the running task has finished
+    assert_eq!(llm.completed_streams(), 1, "the LLM call ran to its end");
+    assert_eq!(llm.dropped_streams(), 0);
+
+    let db = open_store_when_unlocked(&url).await;
+    let id: TaskId = task["id"].as_str().unwrap().parse().unwrap();
+    let stored = db.get_task(id).await.unwrap().unwrap().task;
+    assert_eq!((stored.status, stored.attempt), (TaskStatus::Done, 1));
+    assert!(stored.result.unwrap().output.starts_with("w0 w1"));
+}
