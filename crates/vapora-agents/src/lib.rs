@@ -7,7 +7,10 @@
 //! or a NATS subscription — is the caller's business.
 
 pub mod executor;
+pub mod jetstream;
 pub mod roles;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use executor::{ExecutionError, execute};
 pub use roles::{RoleCatalog, RoleCatalogError};

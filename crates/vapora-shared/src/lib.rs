@@ -11,6 +11,7 @@ pub mod ids;
 pub mod project;
 pub mod role;
 pub mod task;
+pub mod wire;
 
 pub use agent::{Agent, AgentStatus};
 pub use event::{Event, TaskProgress};

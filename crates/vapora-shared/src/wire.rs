@@ -1,0 +1,140 @@
+//! The messages that cross NATS between the backend and agent workers.
+//!
+//! Workers may be written in any language, so this module is the
+//! authoritative shape of every subject and message; `docs/protocol.md`
+//! describes the same contract for people. Every message is one JSON object.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{AgentId, Priority, ProjectId, Role, TaskId, TaskResult};
+
+/// JetStream stream holding task attempts, one subject per role.
+pub const TASKS_STREAM: &str = "VAPORA_TASKS";
+/// JetStream stream holding progress and results reported by workers.
+pub const EVENTS_STREAM: &str = "VAPORA_TASK_EVENTS";
+/// Core NATS subject of agent heartbeats.
+pub const HEARTBEAT_SUBJECT: &str = "vapora.agents.heartbeat";
+/// Header carrying the attempt's deduplication id (`{task_id}.{attempt}`).
+pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
+
+/// `vapora.tasks.<role>`: where attempts for `role` are published.
+pub fn task_subject(role: &Role) -> String {
+    format!("vapora.tasks.{role}")
+}
+
+/// `vapora.events.<task_id>`: where workers report on a task.
+pub fn task_events_subject(task: TaskId) -> String {
+    format!("vapora.events.{task}")
+}
+
+/// `vapora.cancel.<task_id>`: core subject the backend uses to cancel a task.
+pub fn cancel_subject(task: TaskId) -> String {
+    format!("vapora.cancel.{task}")
+}
+
+/// The deduplication id of one attempt: re-publishing it is a no-op.
+pub fn attempt_msg_id(task: TaskId, attempt: u32) -> String {
+    format!("{task}.{attempt}")
+}
+
+/// One dispatch of a task, published to [`task_subject`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskAttempt {
+    pub task_id: TaskId,
+    pub project_id: ProjectId,
+    pub attempt: u32,
+    pub role: Role,
+    pub priority: Priority,
+    pub title: String,
+    pub description: String,
+    pub dispatched_at: DateTime<Utc>,
+}
+
+/// What a worker reports on [`task_events_subject`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TaskReport {
+    /// The worker has taken the attempt and is calling the model.
+    Started {
+        task_id: TaskId,
+        attempt: u32,
+        agent_id: AgentId,
+    },
+    /// A chunk of streamed output, `seq` from 0 within the attempt.
+    Progress {
+        task_id: TaskId,
+        attempt: u32,
+        agent_id: AgentId,
+        seq: u64,
+        chunk: String,
+    },
+    /// The attempt finished with a result.
+    Succeeded {
+        task_id: TaskId,
+        attempt: u32,
+        agent_id: AgentId,
+        result: TaskResult,
+    },
+    /// The attempt failed; `error` says why.
+    Failed {
+        task_id: TaskId,
+        attempt: u32,
+        agent_id: AgentId,
+        error: String,
+    },
+}
+
+impl TaskReport {
+    pub fn task_id(&self) -> TaskId {
+        match self {
+            Self::Started { task_id, .. }
+            | Self::Progress { task_id, .. }
+            | Self::Succeeded { task_id, .. }
+            | Self::Failed { task_id, .. } => *task_id,
+        }
+    }
+
+    pub fn attempt(&self) -> u32 {
+        match self {
+            Self::Started { attempt, .. }
+            | Self::Progress { attempt, .. }
+            | Self::Succeeded { attempt, .. }
+            | Self::Failed { attempt, .. } => *attempt,
+        }
+    }
+}
+
+/// Sent every few seconds on [`HEARTBEAT_SUBJECT`] by every agent server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub agent_id: AgentId,
+    pub roles: Vec<Role>,
+    /// Attempts in progress.
+    pub load: u32,
+    /// Attempts it is willing to run at once.
+    pub capacity: u32,
+    pub version: String,
+    pub sent_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_are_tagged_json() {
+        let report = TaskReport::Failed {
+            task_id: TaskId::new(),
+            attempt: 2,
+            agent_id: AgentId::from("w-1"),
+            error: "boom".into(),
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["type"], "failed");
+        assert_eq!(json["attempt"], 2);
+        assert_eq!(serde_json::from_value::<TaskReport>(json).unwrap(), report);
+        let role = Role::parse("project-manager").unwrap();
+        assert_eq!(task_subject(&role), "vapora.tasks.project-manager");
+    }
+}
