@@ -3,7 +3,8 @@
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use vapora_llm_router::{ChatMessage, ChatRequest, LlmClient, LlmError, StreamEvent};
-use vapora_shared::{Task, TaskResult};
+use vapora_shared::wire::TaskAttempt;
+use vapora_shared::{Role, Task, TaskResult};
 
 use crate::RoleCatalog;
 
@@ -17,15 +18,44 @@ pub enum ExecutionError {
     Cancelled,
 }
 
+/// What an agent is asked to do: the part of a task (or of a task attempt
+/// received over NATS) that goes into the prompt.
+#[derive(Debug, Clone, Copy)]
+pub struct Assignment<'a> {
+    pub role: &'a Role,
+    pub title: &'a str,
+    pub description: &'a str,
+}
+
+impl<'a> From<&'a Task> for Assignment<'a> {
+    fn from(task: &'a Task) -> Self {
+        Self {
+            role: &task.role,
+            title: &task.title,
+            description: &task.description,
+        }
+    }
+}
+
+impl<'a> From<&'a TaskAttempt> for Assignment<'a> {
+    fn from(attempt: &'a TaskAttempt) -> Self {
+        Self {
+            role: &attempt.role,
+            title: &attempt.title,
+            description: &attempt.description,
+        }
+    }
+}
+
 /// The chat request an agent sends for `task`.
-pub fn build_request(roles: &RoleCatalog, task: &Task) -> Result<ChatRequest, ExecutionError> {
+pub fn build_request(roles: &RoleCatalog, task: Assignment<'_>) -> Result<ChatRequest, ExecutionError> {
     let system = roles
-        .system_prompt(&task.role)
+        .system_prompt(task.role)
         .ok_or_else(|| ExecutionError::UnknownRole(task.role.to_string()))?;
     let mut user = format!("Task: {}", task.title);
     if !task.description.trim().is_empty() {
         user.push_str("\n\n");
-        user.push_str(&task.description);
+        user.push_str(task.description);
     }
     Ok(ChatRequest {
         messages: vec![ChatMessage::system(system), ChatMessage::user(user)],
@@ -40,7 +70,7 @@ pub fn build_request(roles: &RoleCatalog, task: &Task) -> Result<ChatRequest, Ex
 pub async fn execute(
     llm: &dyn LlmClient,
     roles: &RoleCatalog,
-    task: &Task,
+    task: Assignment<'_>,
     cancel: &CancellationToken,
     mut on_chunk: impl FnMut(&str) + Send,
 ) -> Result<TaskResult, ExecutionError> {

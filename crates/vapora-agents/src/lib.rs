@@ -11,6 +11,7 @@ pub mod jetstream;
 pub mod roles;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod worker;
 
-pub use executor::{ExecutionError, execute};
+pub use executor::{Assignment, ExecutionError, execute};
 pub use roles::{RoleCatalog, RoleCatalogError};

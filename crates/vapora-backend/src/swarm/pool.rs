@@ -146,7 +146,7 @@ async fn run_attempt(
     }
 
     let mut seq = 0;
-    let outcome = execute(ctx.llm.as_ref(), &ctx.roles, &task, &cancel, |chunk| {
+    let outcome = execute(ctx.llm.as_ref(), &ctx.roles, (&task).into(), &cancel, |chunk| {
         ctx.events.publish(&Event::TaskProgress(TaskProgress {
             task_id,
             project_id: task.project_id,
