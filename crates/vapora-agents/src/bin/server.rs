@@ -1,0 +1,116 @@
+//! `vapora-agent-server`: agent workers for one or more roles, fed over NATS
+//! JetStream (see `docs/protocol.md`). Configured by environment:
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `VAPORA_NATS_URL` | `nats://127.0.0.1:4222` | the broker |
+//! | `VAPORA_AGENT_ID` | `agent-<pid>` | this server's id in heartbeats and reports |
+//! | `VAPORA_AGENT_ROLES` | every role in the catalog | comma-separated roles to serve |
+//! | `VAPORA_AGENT_CONCURRENCY` | `4` | attempts run at once, per role |
+//! | `VAPORA_ROLES_FILE` | `config/roles.toml`, else built in | system prompts |
+//! | `VAPORA_LLM_CONFIG` | unset | router TOML; otherwise the `VAPORA_LLM_*` single provider (which can be the gateway's URL) |
+//! | `VAPORA_SHUTDOWN_GRACE_SECS` | `30` | time running attempts get after SIGTERM before they are handed back |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+use vapora_agents::RoleCatalog;
+use vapora_agents::jetstream::{DeliveryPolicy, ensure_topology};
+use vapora_agents::worker::{self, WorkerConfig};
+use vapora_llm_router::budget_store::MemoryBudgetStore;
+use vapora_llm_router::{LlmClient, ProviderConfig, RouterConfig};
+use vapora_shared::{AgentId, Role};
+
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.trim().is_empty())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let catalog = match tokio::fs::read_to_string(
+        env("VAPORA_ROLES_FILE").unwrap_or_else(|| "config/roles.toml".into()),
+    )
+    .await
+    {
+        Ok(text) => RoleCatalog::from_toml(&text)?,
+        Err(_) if env("VAPORA_ROLES_FILE").is_none() => RoleCatalog::builtin(),
+        Err(e) => return Err(e).context("reading VAPORA_ROLES_FILE"),
+    };
+    let roles: Vec<Role> = match env("VAPORA_AGENT_ROLES") {
+        Some(list) => list
+            .split(',')
+            .map(|r| Role::parse(r.trim()))
+            .collect::<Result<_, _>>()?,
+        None => catalog.roles().cloned().collect(),
+    };
+    if let Some(unknown) = roles.iter().find(|r| !catalog.contains(r)) {
+        anyhow::bail!("role {unknown} has no system prompt in the roles file");
+    }
+    let router_config = match env("VAPORA_LLM_CONFIG") {
+        Some(path) => RouterConfig::load(path.as_ref()).await?,
+        None => ProviderConfig::from_env(|k| env(k))?.router_config().await,
+    };
+    let llm: Arc<dyn LlmClient> = Arc::new(
+        router_config
+            .build(Arc::new(MemoryBudgetStore::default()))
+            .await?,
+    );
+
+    let url = env("VAPORA_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+    let client = async_nats::connect(&url)
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    ensure_topology(
+        &async_nats::jetstream::new(client.clone()),
+        &roles,
+        &DeliveryPolicy::default(),
+    )
+    .await?;
+
+    let config = WorkerConfig {
+        agent_id: AgentId(env("VAPORA_AGENT_ID").unwrap_or_else(|| format!("agent-{}", std::process::id()))),
+        roles: roles.clone(),
+        concurrency_per_role: env("VAPORA_AGENT_CONCURRENCY")
+            .map(|v| v.parse())
+            .transpose()?
+            .unwrap_or(4),
+        heartbeat_every: Duration::from_secs(3),
+        in_progress_every: Duration::from_secs(10),
+        shutdown_deadline: Duration::from_secs(
+            env("VAPORA_SHUTDOWN_GRACE_SECS")
+                .map(|v| v.parse())
+                .transpose()?
+                .unwrap_or(30),
+        ),
+    };
+    tracing::info!(
+        agent = %config.agent_id,
+        roles = ?roles.iter().map(Role::as_str).collect::<Vec<_>>(),
+        worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
+        "vapora-agent-server pulling from {url}"
+    );
+    let stop = CancellationToken::new();
+    let signal = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            tracing::info!("shutdown requested: no more pulls");
+            stop.cancel();
+        })
+    };
+    worker::run(client, llm, catalog, config, stop).await?;
+    signal.abort();
+    tracing::info!("shutdown complete");
+    Ok(())
+}
