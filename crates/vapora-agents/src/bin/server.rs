@@ -54,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let router_config = match env("VAPORA_LLM_CONFIG") {
         Some(path) => RouterConfig::load(path.as_ref()).await?,
-        None => ProviderConfig::from_env(|k| env(k))?.router_config().await,
+        None => ProviderConfig::from_env(env)?.router_config().await,
     };
     let llm: Arc<dyn LlmClient> = Arc::new(
         router_config
