@@ -257,7 +257,7 @@ async fn a_cancelled_hedge_loser_is_billed_for_what_it_had_started() {
     );
     let router = build(&text, Arc::new(MemoryBudgetStore::default())).await;
     let stream = router.stream(&request()).await.unwrap();
-    let events: Vec<_> = futures::StreamExt::collect::<Vec<_>>(stream).await;
+    let (_, events) = vapora_llm_router::testing::collect_stream(stream).await;
     let Some(Ok(vapora_llm_router::StreamEvent::Finished(done))) = events.last() else {
         panic!("{events:?}")
     };

@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use vapora_llm_router::providers::Endpoint;
 use vapora_llm_router::providers::openai::{OpenAiProvider, openai};
-use vapora_llm_router::testing::{FakeProvider, Script};
+use vapora_llm_router::testing::{FakeProvider, Script, collect_stream};
 use vapora_llm_router::{ChatMessage, ChatRequest, LlmClient, LlmError, Pricing, StreamEvent};
 
 fn provider(server: &FakeProvider) -> OpenAiProvider {
@@ -29,20 +29,6 @@ fn request() -> ChatRequest {
         messages: vec![ChatMessage::system("be brief"), ChatMessage::user("hi")],
         ..Default::default()
     }
-}
-
-async fn collect(
-    stream: vapora_llm_router::CompletionStream,
-) -> (String, Vec<Result<StreamEvent, LlmError>>) {
-    let events: Vec<_> = stream.collect().await;
-    let text = events
-        .iter()
-        .filter_map(|e| match e {
-            Ok(StreamEvent::Delta(d)) => Some(d.as_str()),
-            _ => None,
-        })
-        .collect();
-    (text, events)
 }
 
 #[tokio::test]
@@ -77,7 +63,7 @@ async fn stream_yields_deltas_then_one_finished_with_usage() {
         ..Script::text(&["a", "b", "c"])
     })
     .await;
-    let (text, events) = collect(provider(&server).stream(&request()).await.unwrap()).await;
+    let (text, events) = collect_stream(provider(&server).stream(&request()).await.unwrap()).await;
     assert_eq!(text, "abc");
     let Some(Ok(StreamEvent::Finished(done))) = events.last() else {
         panic!("{events:?}")
@@ -101,7 +87,7 @@ async fn stream_without_usage_is_estimated_not_zero() {
         ..Script::text(&["some output text"])
     })
     .await;
-    let (_, events) = collect(provider(&server).stream(&request()).await.unwrap()).await;
+    let (_, events) = collect_stream(provider(&server).stream(&request()).await.unwrap()).await;
     let Some(Ok(StreamEvent::Finished(done))) = events.last() else {
         panic!("{events:?}")
     };
@@ -116,7 +102,7 @@ async fn cut_stream_is_an_error_not_a_clean_finish() {
         ..Script::text(&["a", "b", "c", "d"])
     })
     .await;
-    let (text, events) = collect(provider(&server).stream(&request()).await.unwrap()).await;
+    let (text, events) = collect_stream(provider(&server).stream(&request()).await.unwrap()).await;
     assert_eq!(text, "ab");
     assert!(
         matches!(events.last(), Some(Err(e)) if e.is_retryable()),

@@ -5,9 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use vapora_llm_router::budget_store::MemoryBudgetStore;
-use vapora_llm_router::testing::{FakeProvider, Protocol, Script};
+use vapora_llm_router::testing::{FakeProvider, Protocol, Script, collect_stream};
 use vapora_llm_router::{ChatMessage, ChatRequest, LlmClient, LlmError, Router, RouterConfig, StreamEvent};
 
 /// A router over `providers` (name, protocol server) with `routes_toml` appended.
@@ -47,16 +46,7 @@ async fn collect(
     router: &Router,
     req: &ChatRequest,
 ) -> Result<(String, Vec<Result<StreamEvent, LlmError>>), LlmError> {
-    let stream = router.stream(req).await?;
-    let events: Vec<_> = stream.collect().await;
-    let text = events
-        .iter()
-        .filter_map(|e| match e {
-            Ok(StreamEvent::Delta(d)) => Some(d.as_str()),
-            _ => None,
-        })
-        .collect();
-    Ok((text, events))
+    Ok(collect_stream(router.stream(req).await?).await)
 }
 
 const FAST_RETRY: &str = "retry = { attempts_per_target = 2, backoff_base_ms = 20, backoff_max_ms = 200 }";

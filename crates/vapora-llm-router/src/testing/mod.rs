@@ -7,3 +7,21 @@
 mod fake_provider;
 
 pub use fake_provider::{FakeProvider, Protocol, Script};
+
+use futures::StreamExt;
+
+use crate::{CompletionStream, LlmError, StreamEvent};
+
+/// Drains a completion stream: the concatenated text deltas, and every event
+/// (so tests can look at how it ended).
+pub async fn collect_stream(stream: CompletionStream) -> (String, Vec<Result<StreamEvent, LlmError>>) {
+    let events: Vec<_> = stream.collect().await;
+    let text = events
+        .iter()
+        .filter_map(|e| match e {
+            Ok(StreamEvent::Delta(d)) => Some(d.as_str()),
+            _ => None,
+        })
+        .collect();
+    (text, events)
+}
