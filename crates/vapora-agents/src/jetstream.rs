@@ -12,6 +12,10 @@
 //!   progress and results, read by the backend's durable consumer, so
 //!   reports sent while the backend is down are applied when it returns.
 //!
+//! - `VAPORA_DEAD_LETTERS` captures JetStream's max-deliveries advisories
+//!   for `VAPORA_TASKS`, so an attempt given up on while the backend is down
+//!   is still failed (`dead_lettered`) when it returns.
+//!
 //! One durable pull consumer per role (`workers-<role>`) with explicit acks,
 //! an ack wait that in-progress acks extend, a delivery limit and a
 //! redelivery backoff. Durability on power loss depends on the server's
@@ -23,7 +27,9 @@ use async_nats::jetstream::consumer::{AckPolicy, pull};
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::{self as js};
 use vapora_shared::Role;
-use vapora_shared::wire::{EVENTS_STREAM, TASKS_STREAM, task_subject};
+use vapora_shared::wire::{
+    DEAD_LETTERS_STREAM, EVENTS_STREAM, MAX_DELIVERIES_ADVISORY_PREFIX, TASKS_STREAM, task_subject,
+};
 
 /// How attempts are delivered to workers.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +53,64 @@ impl Default for DeliveryPolicy {
             backoff: [30, 60, 120, 240].map(Duration::from_secs).to_vec(),
             max_ack_pending: 1_000,
         }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{name} is invalid: {value:?} ({reason})")]
+pub struct DeliveryPolicyError {
+    pub name: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+impl DeliveryPolicy {
+    /// Reads `VAPORA_NATS_ACK_WAIT_SECS`, `VAPORA_NATS_MAX_DELIVER` and
+    /// `VAPORA_NATS_BACKOFF_SECS` (comma-separated) over the defaults.
+    /// Every process that calls [`ensure_topology`] must agree on them, so
+    /// the backend and agent servers read the same variables.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, DeliveryPolicyError> {
+        let mut policy = Self::default();
+        let invalid = |name: &'static str, value: &str, reason: &str| DeliveryPolicyError {
+            name,
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let secs = |name: &'static str, value: &str| -> Result<Duration, DeliveryPolicyError> {
+            let secs: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| invalid(name, value, "expected seconds"))?;
+            if !(secs > 0.0 && secs.is_finite()) {
+                return Err(invalid(name, value, "must be positive"));
+            }
+            Ok(Duration::from_secs_f64(secs))
+        };
+        if let Some(value) = get("VAPORA_NATS_ACK_WAIT_SECS") {
+            policy.ack_wait = secs("VAPORA_NATS_ACK_WAIT_SECS", &value)?;
+        }
+        if let Some(value) = get("VAPORA_NATS_MAX_DELIVER") {
+            policy.max_deliver = value
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| invalid("VAPORA_NATS_MAX_DELIVER", &value, "expected an integer >= 1"))?;
+        }
+        match get("VAPORA_NATS_BACKOFF_SECS") {
+            Some(value) => {
+                policy.backoff = value
+                    .split(',')
+                    .map(|v| secs("VAPORA_NATS_BACKOFF_SECS", v))
+                    .collect::<Result<_, _>>()?;
+            }
+            // Without an explicit backoff, redeliver after the ack wait.
+            None if get("VAPORA_NATS_ACK_WAIT_SECS").is_some() => policy.backoff.clear(),
+            None => {}
+        }
+        // JetStream refuses a backoff longer than the deliveries it spaces.
+        policy.backoff.truncate((policy.max_deliver - 1).max(0) as usize);
+        Ok(policy)
     }
 }
 
@@ -85,6 +149,17 @@ pub fn events_stream_config() -> stream::Config {
     }
 }
 
+pub fn dead_letters_stream_config() -> stream::Config {
+    stream::Config {
+        name: DEAD_LETTERS_STREAM.into(),
+        subjects: vec![format!("{MAX_DELIVERIES_ADVISORY_PREFIX}.*")],
+        retention: RetentionPolicy::WorkQueue,
+        storage: StorageType::File,
+        description: Some("Task attempts JetStream gave up on (max deliveries advisories)".into()),
+        ..Default::default()
+    }
+}
+
 pub fn role_consumer_config(role: &Role, delivery: &DeliveryPolicy) -> pull::Config {
     pull::Config {
         durable_name: Some(consumer_name(role)),
@@ -115,15 +190,18 @@ pub async fn ensure_topology(
         .create_or_update_stream(tasks_stream_config())
         .await
         .map_err(|e| err(&e))?;
-    context
-        .create_or_update_stream(events_stream_config())
-        .await
-        .map_err(|e| err(&e))?;
+    for config in [events_stream_config(), dead_letters_stream_config()] {
+        context
+            .create_or_update_stream(config)
+            .await
+            .map_err(|e| err(&e))?;
+    }
     let tasks = context
         .get_stream(&tasks.config.name)
         .await
         .map_err(|e| err(&e))?;
     for role in roles {
+        // Creates, or updates an existing durable to these settings.
         tasks
             .create_consumer(role_consumer_config(role, delivery))
             .await

@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use vapora_llm_router::LlmClient;
 use vapora_shared::wire::{
-    HEARTBEAT_SUBJECT, Heartbeat, MSG_ID_HEADER, TASKS_STREAM, TaskAttempt, TaskReport, cancel_subject,
-    task_events_subject,
+    CancelRequest, HEARTBEAT_SUBJECT, Heartbeat, MSG_ID_HEADER, TASKS_STREAM, TaskAttempt, TaskReport,
+    cancel_subject, task_events_subject,
 };
 use vapora_shared::{AgentId, Role};
 
@@ -181,9 +181,16 @@ async fn run_attempt(
     let watcher = {
         let (cancel, by_user) = (cancel.clone(), cancelled_by_user.clone());
         tokio::spawn(async move {
-            if cancels.next().await.is_some() {
+            while let Some(message) = cancels.next().await {
+                // A cancel names its attempt; one for another attempt of the
+                // same task (an older, superseded one) is not for us.
+                match serde_json::from_slice::<CancelRequest>(&message.payload) {
+                    Ok(request) if request.attempt != number => continue,
+                    _ => {}
+                }
                 by_user.cancel();
                 cancel.cancel();
+                return;
             }
         })
     };
@@ -230,6 +237,7 @@ async fn run_attempt(
         |chunk| {
             let progress = TaskReport::Progress {
                 task_id,
+                project_id: attempt.project_id,
                 attempt: number,
                 agent_id: agent_id.clone(),
                 seq,
@@ -320,6 +328,7 @@ async fn heartbeats(shared: Shared, stop: CancellationToken) {
             load: shared.load.load(std::sync::atomic::Ordering::Relaxed),
             capacity: (shared.config.concurrency_per_role * shared.config.roles.len()) as u32,
             version: env!("CARGO_PKG_VERSION").into(),
+            interval_ms: shared.config.heartbeat_every.as_millis() as u64,
             sent_at: Utc::now(),
         };
         if let Ok(payload) = serde_json::to_vec(&beat) {

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use vapora_agents::jetstream::{DeliveryPolicy, DeliveryPolicyError};
 use vapora_llm_router::{LlmError, ProviderConfig, ProviderKind};
 
 #[derive(Debug, Clone)]
@@ -33,6 +34,12 @@ pub struct Settings {
     pub llm: ProviderConfig,
     /// A router configuration file (`VAPORA_LLM_CONFIG`); replaces `llm`.
     pub llm_config_file: Option<PathBuf>,
+    /// NATS server (`VAPORA_NATS_URL`): when set, tasks run on agent
+    /// servers over JetStream instead of the in-process pool.
+    pub nats_url: Option<String>,
+    /// How JetStream delivers attempts (`VAPORA_NATS_*`); agent servers
+    /// must use the same.
+    pub delivery: DeliveryPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +52,8 @@ pub enum SettingsError {
     },
     #[error(transparent)]
     Llm(#[from] LlmError),
+    #[error(transparent)]
+    Delivery(#[from] DeliveryPolicyError),
 }
 
 impl Default for Settings {
@@ -67,6 +76,8 @@ impl Default for Settings {
                 echo_word_delay: Duration::from_millis(20),
             },
             llm_config_file: None,
+            nats_url: None,
+            delivery: DeliveryPolicy::default(),
         }
     }
 }
@@ -101,6 +112,8 @@ impl Settings {
             shutdown_grace: Duration::from_secs(parse(&get, "VAPORA_SHUTDOWN_GRACE_SECS", 10u64)?),
             llm: ProviderConfig::from_env(&get)?,
             llm_config_file: get("VAPORA_LLM_CONFIG").map(PathBuf::from),
+            nats_url: get("VAPORA_NATS_URL").filter(|url| !url.trim().is_empty()),
+            delivery: DeliveryPolicy::from_lookup(&get)?,
         })
     }
 }

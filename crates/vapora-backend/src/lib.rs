@@ -2,11 +2,13 @@
 //!
 //! Clients create projects and tasks over REST; tasks wait in a bounded
 //! priority queue ([`api::task_queue`]) until an agent of the right role
-//! takes them ([`swarm`]); every change is stored in SurrealDB
+//! takes them: in-process ([`swarm`]) or, with NATS configured, agent
+//! servers over JetStream ([`broker`]); every change is stored in SurrealDB
 //! ([`storage`]) and streamed to WebSocket dashboards ([`events`]).
 //! [`startup::Application`] wires it all together.
 
 pub mod api;
+pub mod broker;
 pub mod config;
 pub mod error;
 pub mod events;

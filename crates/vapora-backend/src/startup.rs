@@ -8,9 +8,11 @@ use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 use vapora_agents::{RoleCatalog, RoleCatalogError};
 
-use vapora_llm_router::{LlmClient, LlmError, RouterConfig};
+use tokio_util::sync::CancellationToken;
+use vapora_llm_router::{LlmError, RouterConfig};
 
 use crate::api::{AppState, router};
+use crate::broker::{self, BrokerContext, BrokerError};
 use crate::config::Settings;
 use crate::storage::{Database, StorageError};
 use crate::swarm::cancellations::RunningTasks;
@@ -27,6 +29,8 @@ pub enum StartupError {
     RolesFile { path: String, source: std::io::Error },
     #[error(transparent)]
     Roles(#[from] RoleCatalogError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
     #[error("LLM provider: {0}")]
     Llm(#[from] LlmError),
     #[error("could not listen on {addr}: {source}")]
@@ -45,7 +49,8 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    pool: PoolShutdown,
+    /// Stops the in-process pool or the broker dispatch.
+    work: PoolShutdown,
     workers: TaskTracker,
     settings: Settings,
 }
@@ -61,37 +66,63 @@ impl Application {
 
         let roles = load_roles(settings.roles_file.as_deref()).await?;
         tracing::info!(roles = roles.roles().count(), "role catalog loaded");
-        let router_config = match &settings.llm_config_file {
-            Some(path) => RouterConfig::load(path).await?,
-            None => settings.llm.router_config().await,
-        };
-        let router = router_config.build(Arc::new(db.clone())).await?;
-        for route in router.routes() {
-            let targets: Vec<String> = route.targets.iter().map(ToString::to_string).collect();
-            tracing::info!(route = %route.name, strategy = ?route.strategy, targets = ?targets, "LLM route ready");
-        }
-        let llm: Arc<dyn LlmClient> = Arc::new(router.clone());
 
         let running = RunningTasks::default();
-        let state = AppState::new(&settings, db, roles.clone(), running.clone());
-        let requeued = state.task_service.requeue_interrupted_work().await?;
+        let state = AppState::new(&settings, db.clone(), roles.clone(), running.clone());
+        let broker = match &settings.nats_url {
+            Some(url) => {
+                let client = broker::connect(url).await?;
+                tracing::info!(%url, "broker mode: tasks go to agent servers over NATS JetStream");
+                running.reach_remote_workers(client.clone());
+                Some(client)
+            }
+            None => None,
+        };
+        let requeued = state
+            .task_service
+            .requeue_interrupted_work(broker.is_some())
+            .await?;
         if requeued > 0 {
             tracing::info!(tasks = requeued, "re-queued work interrupted by the last stop");
         }
 
         let workers = TaskTracker::new();
-        // Budget spend is written whenever it changes, and once more at the end.
-        workers.spawn(router.budgets().clone().persist_until(state.shutdown.clone()));
-        let ctx = PoolContext {
-            tasks: state.task_service.clone(),
-            queue: state.task_queue.clone(),
-            registry: state.agent_registry.clone(),
-            events: state.events.clone(),
-            llm,
-            roles,
-            running,
+        let work = match broker {
+            Some(client) => {
+                let ctx = BrokerContext {
+                    js: async_nats::jetstream::new(client.clone()),
+                    client,
+                    tasks: state.task_service.clone(),
+                    queue: state.task_queue.clone(),
+                    registry: state.agent_registry.clone(),
+                    events: state.events.clone(),
+                    roles,
+                    delivery: settings.delivery.clone(),
+                };
+                let stop = CancellationToken::new();
+                broker::spawn(ctx, &workers, stop.clone());
+                // Remote workers' attempts are not ours to abort.
+                PoolShutdown {
+                    stop_taking: stop,
+                    abort: CancellationToken::new(),
+                }
+            }
+            None => {
+                let llm = build_llm(&settings, &db).await?;
+                // Budget spend is written whenever it changes, and once more at the end.
+                workers.spawn(llm.budgets().clone().persist_until(state.shutdown.clone()));
+                let ctx = PoolContext {
+                    tasks: state.task_service.clone(),
+                    queue: state.task_queue.clone(),
+                    registry: state.agent_registry.clone(),
+                    events: state.events.clone(),
+                    llm: Arc::new(llm),
+                    roles,
+                    running,
+                };
+                pool::spawn(ctx, settings.workers_per_role, &workers).await
+            }
         };
-        let pool = pool::spawn(ctx, settings.workers_per_role, &workers).await;
 
         let addr = SocketAddr::new(settings.host, settings.port);
         let listener = TcpListener::bind(addr)
@@ -100,7 +131,7 @@ impl Application {
         Ok(Self {
             listener,
             state,
-            pool,
+            work,
             workers,
             settings,
         })
@@ -125,7 +156,7 @@ impl Application {
         let Self {
             listener,
             state,
-            pool,
+            work,
             workers,
             settings,
         } = self;
@@ -139,14 +170,14 @@ impl Application {
             })
             .await?;
 
-        pool.stop_taking.cancel();
+        work.stop_taking.cancel();
         workers.close();
         if tokio::time::timeout(settings.shutdown_grace, workers.wait())
             .await
             .is_err()
         {
             tracing::warn!(grace = ?settings.shutdown_grace, "in-flight tasks did not finish in time; re-queueing them");
-            pool.abort.cancel();
+            work.abort.cancel();
             // Aborted workers only write one status each; if storage hangs,
             // stop anyway: start-up recovery re-queues whatever is left.
             if tokio::time::timeout(ABORT_WAIT, workers.wait()).await.is_err() {
@@ -158,6 +189,21 @@ impl Application {
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// The in-process LLM router: from the router file if one is configured,
+/// else from the `VAPORA_LLM_*` single provider.
+async fn build_llm(settings: &Settings, db: &Database) -> Result<vapora_llm_router::Router, StartupError> {
+    let router_config = match &settings.llm_config_file {
+        Some(path) => RouterConfig::load(path).await?,
+        None => settings.llm.router_config().await,
+    };
+    let router = router_config.build(Arc::new(db.clone())).await?;
+    for route in router.routes() {
+        let targets: Vec<String> = route.targets.iter().map(ToString::to_string).collect();
+        tracing::info!(route = %route.name, strategy = ?route.strategy, targets = ?targets, "LLM route ready");
+    }
+    Ok(router)
 }
 
 /// Reads the roles file: the configured one (which must exist), else

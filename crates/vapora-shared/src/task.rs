@@ -152,6 +152,11 @@ pub struct Task {
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the current attempt left the backend's queue: handed to an
+    /// in-process agent, or acknowledged by the broker. `None` while queued
+    /// in the backend.
+    #[serde(default)]
+    pub dispatched_at: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
 }
@@ -236,6 +241,7 @@ impl NewTask {
             error: None,
             created_at: now,
             updated_at: now,
+            dispatched_at: None,
             started_at: None,
             finished_at: None,
         })

@@ -13,6 +13,12 @@ use crate::{AgentId, Priority, ProjectId, Role, TaskId, TaskResult};
 pub const TASKS_STREAM: &str = "VAPORA_TASKS";
 /// JetStream stream holding progress and results reported by workers.
 pub const EVENTS_STREAM: &str = "VAPORA_TASK_EVENTS";
+/// JetStream stream keeping JetStream's max-deliveries advisories for task
+/// attempts: the dead letters, kept until the backend has handled them.
+pub const DEAD_LETTERS_STREAM: &str = "VAPORA_DEAD_LETTERS";
+/// Advisory subjects JetStream publishes when a `VAPORA_TASKS` consumer gives
+/// up on a message (`.<consumer>` follows).
+pub const MAX_DELIVERIES_ADVISORY_PREFIX: &str = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.VAPORA_TASKS";
 /// Core NATS subject of agent heartbeats.
 pub const HEARTBEAT_SUBJECT: &str = "vapora.agents.heartbeat";
 /// Header carrying the attempt's deduplication id (`{task_id}.{attempt}`).
@@ -28,7 +34,8 @@ pub fn task_events_subject(task: TaskId) -> String {
     format!("vapora.events.{task}")
 }
 
-/// `vapora.cancel.<task_id>`: core subject the backend uses to cancel a task.
+/// `vapora.cancel.<task_id>`: core subject the backend uses to cancel a task
+/// (body: [`CancelRequest`]).
 pub fn cancel_subject(task: TaskId) -> String {
     format!("vapora.cancel.{task}")
 }
@@ -36,6 +43,24 @@ pub fn cancel_subject(task: TaskId) -> String {
 /// The deduplication id of one attempt: re-publishing it is a no-op.
 pub fn attempt_msg_id(task: TaskId, attempt: u32) -> String {
     format!("{task}.{attempt}")
+}
+
+/// Sent on [`cancel_subject`]: stop working on `attempt` of the task. A
+/// worker running another attempt of the same task ignores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancelRequest {
+    pub task_id: TaskId,
+    pub attempt: u32,
+}
+
+/// The part of JetStream's max-deliveries advisory
+/// (`io.nats.jetstream.advisory.v1.max_deliver`) the backend reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaxDeliveriesAdvisory {
+    pub stream: String,
+    pub consumer: String,
+    pub stream_seq: u64,
+    pub deliveries: u64,
 }
 
 /// One dispatch of a task, published to [`task_subject`].
@@ -64,6 +89,8 @@ pub enum TaskReport {
     /// A chunk of streamed output, `seq` from 0 within the attempt.
     Progress {
         task_id: TaskId,
+        /// Echoed from the attempt, so dashboards can filter by project.
+        project_id: ProjectId,
         attempt: u32,
         agent_id: AgentId,
         seq: u64,
@@ -115,6 +142,9 @@ pub struct Heartbeat {
     /// Attempts it is willing to run at once.
     pub capacity: u32,
     pub version: String,
+    /// Milliseconds until the next heartbeat; after three missed ones the
+    /// backend shows the agent offline.
+    pub interval_ms: u64,
     pub sent_at: DateTime<Utc>,
 }
 

@@ -10,6 +10,8 @@
 //! | `VAPORA_ROLES_FILE` | `config/roles.toml`, else built in | system prompts |
 //! | `VAPORA_LLM_CONFIG` | unset | router TOML; otherwise the `VAPORA_LLM_*` single provider (which can be the gateway's URL) |
 //! | `VAPORA_SHUTDOWN_GRACE_SECS` | `30` | time running attempts get after SIGTERM before they are handed back |
+//! | `VAPORA_AGENT_HEARTBEAT_SECS` | `3` | heartbeat interval |
+//! | `VAPORA_NATS_ACK_WAIT_SECS`, `VAPORA_NATS_MAX_DELIVER`, `VAPORA_NATS_BACKOFF_SECS` | 30, 5, 30,60,120,240 | delivery policy; must match the backend's |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,12 +68,8 @@ async fn main() -> anyhow::Result<()> {
     let client = async_nats::connect(&url)
         .await
         .with_context(|| format!("connecting to {url}"))?;
-    ensure_topology(
-        &async_nats::jetstream::new(client.clone()),
-        &roles,
-        &DeliveryPolicy::default(),
-    )
-    .await?;
+    let delivery = DeliveryPolicy::from_lookup(env)?;
+    ensure_topology(&async_nats::jetstream::new(client.clone()), &roles, &delivery).await?;
 
     let config = WorkerConfig {
         agent_id: AgentId(env("VAPORA_AGENT_ID").unwrap_or_else(|| format!("agent-{}", std::process::id()))),
@@ -80,8 +78,14 @@ async fn main() -> anyhow::Result<()> {
             .map(|v| v.parse())
             .transpose()?
             .unwrap_or(4),
-        heartbeat_every: Duration::from_secs(3),
-        in_progress_every: Duration::from_secs(10),
+        heartbeat_every: Duration::from_secs_f64(
+            env("VAPORA_AGENT_HEARTBEAT_SECS")
+                .map(|v| v.parse())
+                .transpose()?
+                .unwrap_or(3.0),
+        ),
+        // Three in-progress acks per ack wait: one lost ack is not a redelivery.
+        in_progress_every: delivery.ack_wait / 3,
         shutdown_deadline: Duration::from_secs(
             env("VAPORA_SHUTDOWN_GRACE_SECS")
                 .map(|v| v.parse())

@@ -36,6 +36,8 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks/{id}", get(tasks::get).patch(tasks::update))
         .route("/tasks/{id}/cancel", post(tasks::cancel))
         .route("/tasks/{id}/retry", post(tasks::retry))
+        .route("/tasks/{id}/history", get(tasks::history))
+        .route("/dead-letters", get(tasks::dead_letters))
         .route("/agents", get(agents::list))
         .route("/agents/{id}", get(agents::get))
         .route("/ws", get(ws::subscribe));

@@ -128,13 +128,23 @@ impl TaskQueue {
         let Some(mut entry) = self.remove(task_id) else {
             return false;
         };
-        entry.role = role.clone();
+        entry.role = role;
         entry.priority = priority;
-        let lane = self.roles.entry(role).or_default().lane(priority);
+        self.put_back(entry);
+        true
+    }
+
+    /// Returns a popped entry to its place in line (a dispatch that could
+    /// not be completed); it keeps its admission.
+    pub fn put_back(&mut self, entry: QueuedTask) {
+        let lane = self
+            .roles
+            .entry(entry.role.clone())
+            .or_default()
+            .lane(entry.priority);
         let pos = lane.partition_point(|e| e.seq < entry.seq);
         lane.insert(pos, entry);
         self.len += 1;
-        true
     }
 
     pub fn contains(&self, task_id: TaskId) -> bool {
@@ -220,6 +230,11 @@ impl SharedTaskQueue {
             }
             pushed.await;
         }
+    }
+
+    pub async fn put_back(&self, entry: QueuedTask) {
+        self.queue.lock().await.put_back(entry);
+        self.pushed.notify_waiters();
     }
 
     pub async fn remove(&self, task_id: TaskId) -> bool {

@@ -8,8 +8,8 @@ use vapora_shared::{NewTask, Role, Task, TaskId, TaskPatch, TaskStatus};
 use crate::api::SharedState;
 use crate::api::extract::{Json, Path, Query, parse_id};
 use crate::error::AppError;
-use crate::services::TaskPage;
-use crate::storage::TaskFilter;
+use crate::services::{TaskHistory, TaskPage};
+use crate::storage::{DeadLetter, TaskFilter};
 
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 500;
@@ -102,4 +102,33 @@ pub async fn cancel(
 pub async fn retry(State(state): State<SharedState>, Path(id): Path<String>) -> Result<Json<Task>, AppError> {
     let id: TaskId = parse_id("task", &id)?;
     Ok(Json(state.task_service.retry(id).await?))
+}
+
+pub async fn history(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Json<TaskHistory>, AppError> {
+    let id: TaskId = parse_id("task", &id)?;
+    Ok(Json(state.task_service.history(id).await?))
+}
+
+/// Query string of `GET /api/v1/dead-letters`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterQuery {
+    limit: Option<usize>,
+}
+
+pub async fn dead_letters(
+    State(state): State<SharedState>,
+    Query(query): Query<DeadLetterQuery>,
+) -> Result<Json<Vec<DeadLetter>>, AppError> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(AppError::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    Ok(Json(state.db.dead_letters(limit).await?))
 }

@@ -3,6 +3,8 @@
 
 pub mod projects;
 pub mod tasks;
+pub mod worker_reports;
 
 pub use projects::ProjectService;
-pub use tasks::{Board, BoardColumn, TaskPage, TaskService};
+pub use tasks::{Board, BoardColumn, TaskHistory, TaskPage, TaskService};
+pub use worker_reports::ReportOutcome;

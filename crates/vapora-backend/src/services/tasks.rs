@@ -23,7 +23,7 @@ use crate::api::task_queue::{Admission, SharedTaskQueue};
 use crate::error::AppError;
 use crate::events::EventBus;
 use crate::metrics::Metrics;
-use crate::storage::{Database, TaskFilter};
+use crate::storage::{Database, StaleReport, TaskFilter, Transition};
 use crate::swarm::cancellations::RunningTasks;
 
 /// Lost compare-and-set races tolerated before giving up with a conflict.
@@ -31,11 +31,11 @@ const MAX_WRITE_RACES: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct TaskService {
-    db: Database,
+    pub(super) db: Database,
     queue: SharedTaskQueue,
-    events: EventBus,
+    pub(super) events: EventBus,
     roles: RoleCatalog,
-    running: RunningTasks,
+    pub(super) running: RunningTasks,
     metrics: Metrics,
 }
 
@@ -58,6 +58,15 @@ pub struct BoardColumn {
 pub struct Board {
     pub project: Project,
     pub columns: Vec<BoardColumn>,
+}
+
+/// `GET /api/v1/tasks/{id}/history`: every status change, and the worker
+/// reports the attempt fence turned away.
+#[derive(Debug, Serialize)]
+pub struct TaskHistory {
+    pub task_id: TaskId,
+    pub transitions: Vec<Transition>,
+    pub stale_reports: Vec<StaleReport>,
 }
 
 /// What a person asked for, through PATCH, cancel or retry.
@@ -89,6 +98,11 @@ impl TaskService {
 
     pub fn roles(&self) -> &RoleCatalog {
         &self.roles
+    }
+
+    /// Where cancellations go.
+    pub fn running_tasks(&self) -> &RunningTasks {
+        &self.running
     }
 
     fn check_role(&self, role: &vapora_shared::Role) -> Result<(), AppError> {
@@ -146,6 +160,16 @@ impl TaskService {
             .await?
             .ok_or_else(|| AppError::not_found("task", id))?
             .task)
+    }
+
+    pub async fn history(&self, id: TaskId) -> Result<TaskHistory, AppError> {
+        // 404 for an unknown task rather than an empty history.
+        self.get(id).await?;
+        Ok(TaskHistory {
+            task_id: id,
+            transitions: self.db.task_transitions(id).await?,
+            stale_reports: self.db.stale_reports(id).await?,
+        })
     }
 
     pub async fn list(&self, mut filter: TaskFilter) -> Result<TaskPage, AppError> {
@@ -261,10 +285,14 @@ impl TaskService {
             }
             (TaskStatus::Queued, TaskStatus::Queued) => {}
             (TaskStatus::Queued, _) => {
-                self.queue.remove(after.id).await;
+                // Still in our queue, or already handed to a worker that
+                // has not reported yet: stop it either way.
+                if !self.queue.remove(after.id).await && before.dispatched_at.is_some() {
+                    self.running.cancel(after.id, before.attempt).await;
+                }
             }
             (TaskStatus::Running, TaskStatus::Cancelled) => {
-                self.running.cancel(after.id);
+                self.running.cancel(after.id, before.attempt).await;
             }
             _ => {}
         }
@@ -292,6 +320,7 @@ impl TaskService {
                 let mut next = task.clone();
                 move_to(&mut next, TaskStatus::Running);
                 next.assigned_agent = Some(agent.clone());
+                next.dispatched_at.get_or_insert(now);
                 next.started_at = Some(now);
                 next.updated_at = now;
                 Ok(Some(next))
@@ -356,7 +385,7 @@ impl TaskService {
         self.publish_worker_change(id, attempt, "interrupt", requeued)
     }
 
-    fn publish_worker_change(
+    pub(super) fn publish_worker_change(
         &self,
         id: TaskId,
         attempt: u32,
@@ -375,9 +404,14 @@ impl TaskService {
     }
 
     /// Start-up recovery: work that was queued or running when the process
-    /// stopped goes back in the queue. Running attempts were cut off, so they
-    /// get a new attempt number; their old worker can no longer report.
-    pub async fn requeue_interrupted_work(&self) -> Result<usize, AppError> {
+    /// stopped goes back in the queue.
+    ///
+    /// With in-process workers, running attempts died with the process, so
+    /// they get a new attempt number; their old worker can no longer report.
+    /// With remote workers (`remote_workers`), running attempts and attempts
+    /// the broker already holds go on without us: their reports wait in the
+    /// broker. Only tasks that never left our queue are queued again.
+    pub async fn requeue_interrupted_work(&self, remote_workers: bool) -> Result<usize, AppError> {
         let pending = self
             .db
             .tasks_in_status(&[TaskStatus::Queued, TaskStatus::Running])
@@ -385,6 +419,9 @@ impl TaskService {
         let mut count = 0;
         for stored in pending {
             let mut task = stored.task;
+            if remote_workers && (task.status == TaskStatus::Running || task.dispatched_at.is_some()) {
+                continue;
+            }
             if task.status == TaskStatus::Running {
                 let attempt = task.attempt;
                 match self.interrupt_attempt(task.id, attempt).await? {
@@ -403,7 +440,7 @@ impl TaskService {
     /// Read, let `decide` compute the next state, and write it if nobody
     /// wrote in between; on a lost race, start over from a fresh read.
     /// `decide` returning `Ok(None)` means "nothing to write".
-    async fn update_task(
+    pub(super) async fn update_task(
         &self,
         id: TaskId,
         mut decide: impl FnMut(&Task) -> Result<Option<Task>, AppError>,
@@ -429,11 +466,12 @@ impl TaskService {
 
 /// Applies the bookkeeping of a status change: a new dispatch is a new
 /// attempt with a clean slate; leaving for a final state stamps the end.
-fn move_to(task: &mut Task, to: TaskStatus) {
+pub(super) fn move_to(task: &mut Task, to: TaskStatus) {
     match to {
         TaskStatus::Queued => {
             task.attempt += 1;
             task.assigned_agent = None;
+            task.dispatched_at = None;
             task.result = None;
             task.error = None;
             task.started_at = None;

@@ -8,9 +8,13 @@
 
 mod budgets;
 mod codec;
+mod dead_letters;
 mod projects;
+mod task_history;
 mod tasks;
 
+pub use dead_letters::DeadLetter;
+pub use task_history::{StaleReport, Transition};
 pub use tasks::{StoredTask, TaskFilter};
 
 use std::sync::Arc;
@@ -51,6 +55,7 @@ DEFINE FIELD OVERWRITE result.attempts ON task TYPE int DEFAULT 1;
 DEFINE FIELD OVERWRITE error ON task TYPE option<string>;
 DEFINE FIELD OVERWRITE created_at ON task TYPE string;
 DEFINE FIELD OVERWRITE updated_at ON task TYPE string;
+DEFINE FIELD OVERWRITE dispatched_at ON task TYPE option<string>;
 DEFINE FIELD OVERWRITE started_at ON task TYPE option<string>;
 DEFINE FIELD OVERWRITE finished_at ON task TYPE option<string>;
 -- Optimistic-concurrency revision: every write must name the revision it read.
@@ -60,6 +65,48 @@ DEFINE INDEX OVERWRITE task_status ON task FIELDS status;
 DEFINE INDEX OVERWRITE task_role ON task FIELDS role;
 -- The board's and dashboards' most common filter.
 DEFINE INDEX OVERWRITE task_project_status ON task FIELDS project_id, status;
+
+-- Every status change of a task, written by the database itself in the
+-- transaction that makes the change: the audit trail that shows a task was
+-- finished exactly once, whoever (replica, worker, person) moved it.
+DEFINE TABLE OVERWRITE task_transition SCHEMAFULL;
+DEFINE FIELD OVERWRITE task ON task_transition TYPE string;
+DEFINE FIELD OVERWRITE from_status ON task_transition TYPE option<string>;
+DEFINE FIELD OVERWRITE to_status ON task_transition TYPE string;
+DEFINE FIELD OVERWRITE attempt ON task_transition TYPE int;
+DEFINE FIELD OVERWRITE agent ON task_transition TYPE option<string>;
+DEFINE FIELD OVERWRITE at ON task_transition TYPE string;
+DEFINE INDEX OVERWRITE task_transition_task ON task_transition FIELDS task;
+DEFINE EVENT OVERWRITE record_transition ON task
+    WHEN $event != 'DELETE' AND $before.status != $after.status
+    THEN (CREATE task_transition:ulid() CONTENT {
+        task: record::id($after.id),
+        from_status: $before.status,
+        to_status: $after.status,
+        attempt: $after.attempt,
+        agent: $after.assigned_agent,
+        at: $after.updated_at
+    } RETURN NONE);
+DEFINE EVENT OVERWRITE forget_transitions ON task WHEN $event = 'DELETE'
+    THEN (DELETE task_transition WHERE task = record::id($before.id));
+
+-- Worker reports that arrived for an attempt the task was no longer on.
+DEFINE TABLE OVERWRITE stale_report SCHEMAFULL;
+DEFINE FIELD OVERWRITE task ON stale_report TYPE string;
+DEFINE FIELD OVERWRITE attempt ON stale_report TYPE int;
+DEFINE FIELD OVERWRITE kind ON stale_report TYPE string;
+DEFINE FIELD OVERWRITE agent ON stale_report TYPE string;
+DEFINE FIELD OVERWRITE at ON stale_report TYPE string;
+DEFINE INDEX OVERWRITE stale_report_task ON stale_report FIELDS task;
+
+-- Attempts JetStream gave up on after its delivery limit (broker mode).
+DEFINE TABLE OVERWRITE dead_letter SCHEMAFULL;
+DEFINE FIELD OVERWRITE task_id ON dead_letter TYPE string;
+DEFINE FIELD OVERWRITE attempt ON dead_letter TYPE int;
+DEFINE FIELD OVERWRITE role ON dead_letter TYPE string;
+DEFINE FIELD OVERWRITE deliveries ON dead_letter TYPE int;
+DEFINE FIELD OVERWRITE stream_seq ON dead_letter TYPE int;
+DEFINE FIELD OVERWRITE at ON dead_letter TYPE string;
 
 -- Spend per LLM budget in its current period, keyed by budget key.
 DEFINE TABLE OVERWRITE budget_spend SCHEMAFULL;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use tokio::sync::RwLock;
+use vapora_shared::wire::Heartbeat;
 use vapora_shared::{Agent, AgentId, AgentStatus, Role, TaskId};
 
 /// What the registry knows about one agent.
@@ -25,9 +26,12 @@ impl AgentRegistry {
     pub async fn register(&self, id: AgentId, role: Role, location: &str) -> Agent {
         let agent = Agent {
             id: id.clone(),
-            role,
+            role: role.clone(),
+            roles: vec![role],
             status: AgentStatus::Idle,
             current_task: None,
+            load: 0,
+            capacity: 1,
             tasks_completed: 0,
             tasks_failed: 0,
             location: location.to_owned(),
@@ -43,6 +47,7 @@ impl AgentRegistry {
         self.update(id, |a| {
             a.status = AgentStatus::Busy;
             a.current_task = Some(task);
+            a.load = 1;
         })
         .await
     }
@@ -52,6 +57,7 @@ impl AgentRegistry {
         self.update(id, |a| {
             a.status = AgentStatus::Idle;
             a.current_task = None;
+            a.load = 0;
             if succeeded {
                 a.tasks_completed += 1;
             } else {
@@ -65,6 +71,72 @@ impl AgentRegistry {
         self.update(id, |a| {
             a.status = AgentStatus::Offline;
             a.current_task = None;
+            a.load = 0;
+        })
+        .await
+    }
+
+    /// Records a remote agent server's heartbeat, adding it if it is new.
+    /// Returns the agent when what a dashboard shows changed (new, back
+    /// online, load or status), so quiet beats publish nothing.
+    /// A beat naming no role is ignored: such an agent can take nothing.
+    pub async fn heartbeat(&self, beat: &Heartbeat) -> Option<Agent> {
+        let first_role = beat.roles.first()?.clone();
+        let mut agents = self.agents.write().await;
+        let status = if beat.load > 0 {
+            AgentStatus::Busy
+        } else {
+            AgentStatus::Idle
+        };
+        let agent = agents.entry(beat.agent_id.clone()).or_insert_with(|| Agent {
+            id: beat.agent_id.clone(),
+            role: first_role,
+            roles: Vec::new(),
+            status: AgentStatus::Offline,
+            current_task: None,
+            load: 0,
+            capacity: 0,
+            tasks_completed: 0,
+            tasks_failed: 0,
+            location: "remote".into(),
+            version: String::new(),
+            last_seen: Utc::now(),
+        });
+        let changed = agent.status != status
+            || agent.load != beat.load
+            || agent.capacity != beat.capacity
+            || agent.roles != beat.roles
+            || agent.version != beat.version;
+        agent.status = status;
+        agent.load = beat.load;
+        agent.capacity = beat.capacity;
+        agent.roles.clone_from(&beat.roles);
+        agent.version.clone_from(&beat.version);
+        if beat.load == 0 {
+            agent.current_task = None;
+        }
+        agent.last_seen = Utc::now();
+        changed.then(|| agent.clone())
+    }
+
+    /// A remote agent reported on a task: note what it works on, and count
+    /// the outcome once it finished (`Some(succeeded)`).
+    pub async fn note_report(&self, id: &AgentId, task: TaskId, finished: Option<bool>) -> Option<Agent> {
+        self.update(id, |a| match finished {
+            None => {
+                a.current_task = Some(task);
+                a.status = AgentStatus::Busy;
+            }
+            Some(succeeded) => {
+                if a.current_task == Some(task) {
+                    a.current_task = None;
+                }
+                if succeeded {
+                    a.tasks_completed += 1;
+                } else {
+                    a.tasks_failed += 1;
+                }
+            }
         })
         .await
     }

@@ -1,0 +1,110 @@
+//! Broker mode: the backend's half of distributed execution over NATS
+//! JetStream, used instead of the in-process pool when `VAPORA_NATS_URL` is
+//! set. `docs/protocol.md` is the contract with the workers.
+//!
+//! - [`dispatcher`]: per role, the queue's most urgent entry is published to
+//!   `vapora.tasks.<role>`, and marked dispatched once JetStream acked it.
+//! - [`reports`]: the durable consumer of workers' reports, applied through
+//!   the attempt fence.
+//! - [`heartbeats`]: agent servers' heartbeats into the agent registry.
+//! - [`dead_letters`]: attempts JetStream gave up on fail the task.
+//! - [`replication`]: every replica's events reach every replica's
+//!   WebSocket clients.
+//!
+//! The broker may be unreachable at start or at any time later. The client
+//! reconnects by itself and set-up is retried until it succeeds; meanwhile
+//! the API keeps serving and tasks wait in the bounded queue (503 once full).
+
+pub mod dead_letters;
+pub mod dispatcher;
+pub mod heartbeats;
+pub mod replication;
+pub mod reports;
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use vapora_agents::RoleCatalog;
+use vapora_agents::jetstream::{DeliveryPolicy, ensure_topology};
+
+use crate::api::task_queue::SharedTaskQueue;
+use crate::events::EventBus;
+use crate::services::TaskService;
+use crate::swarm::registry::AgentRegistry;
+
+/// What the broker-side tasks share; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct BrokerContext {
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub tasks: TaskService,
+    pub queue: SharedTaskQueue,
+    pub registry: AgentRegistry,
+    pub events: EventBus,
+    pub roles: RoleCatalog,
+    pub delivery: DeliveryPolicy,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("NATS at {url}: {reason}")]
+pub struct BrokerError {
+    url: String,
+    reason: String,
+}
+
+/// Connects to NATS. A broker that is down now is not an error: the client
+/// keeps trying in the background, and everything here waits for it.
+pub async fn connect(url: &str) -> Result<async_nats::Client, BrokerError> {
+    async_nats::ConnectOptions::new()
+        .name("vapora-backend")
+        .retry_on_initial_connect()
+        .connect(url)
+        .await
+        .map_err(|e| BrokerError {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// Starts every broker-side task on `tracker`; they stop when `stop` is
+/// cancelled. Events replicate at once; the JetStream parts start once the
+/// streams and consumers exist.
+pub fn spawn(ctx: BrokerContext, tracker: &TaskTracker, stop: CancellationToken) {
+    tracker.spawn(replication::run(
+        ctx.client.clone(),
+        ctx.events.clone(),
+        stop.clone(),
+    ));
+    tracker.spawn(heartbeats::run(ctx.clone(), stop.clone()));
+    let inner = tracker.clone();
+    tracker.spawn(async move {
+        if !wait_for_topology(&ctx, &stop).await {
+            return;
+        }
+        tracing::info!("JetStream topology ready; dispatching over the broker");
+        for role in ctx.roles.roles() {
+            inner.spawn(dispatcher::run(ctx.clone(), role.clone(), stop.clone()));
+        }
+        inner.spawn(reports::run(ctx.clone(), stop.clone()));
+        inner.spawn(dead_letters::run(ctx.clone(), stop.clone()));
+    });
+}
+
+/// Creates or updates the streams and consumers, retrying while the broker
+/// is unreachable. Returns `false` if stopped first.
+async fn wait_for_topology(ctx: &BrokerContext, stop: &CancellationToken) -> bool {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match ensure_topology(&ctx.js, ctx.roles.roles(), &ctx.delivery).await {
+            Ok(()) => return true,
+            Err(e) => tracing::warn!(error = %e, retry_in = ?delay, "JetStream not ready"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = stop.cancelled() => return false,
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
