@@ -1,10 +1,11 @@
 //! Test support: a real `nats-server` with JetStream on a free port, in a
-//! temporary directory, killed when dropped.
+//! temporary directory, killed when dropped; and the workspace's binaries
+//! for tests that run them as separate processes.
 //!
-//! The binary is `$NATS_SERVER_BIN` if set, else `nats-server` on `PATH`
-//! (`scripts/test` installs one when missing).
+//! The server binary is `$NATS_SERVER_BIN` if set, else `nats-server` on
+//! `PATH` (`scripts/test` installs one when missing).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,42 +13,71 @@ use std::time::{Duration, Instant};
 pub struct NatsServer {
     child: Child,
     url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl NatsServer {
     /// Starts a server and waits until it accepts clients.
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
-        let child = Command::new(&bin)
-            .args(["-p", "-1", "-a", "127.0.0.1", "-js", "-sd"])
-            .arg(dir.path().join("store"))
-            .arg("--ports_file_dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("could not start {bin} (run scripts/test, which installs it): {e}"));
-        let url = wait_for_ports_file(dir.path(), child.id()).await;
-        Self {
-            child,
-            url,
-            _dir: dir,
-        }
+        let (child, url) = launch(dir.path(), -1).await;
+        Self { child, url, dir }
     }
 
     /// `nats://127.0.0.1:PORT`.
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    /// Kills the server (`SIGKILL`: no goodbye to clients, nothing flushed
+    /// beyond what the file store already wrote).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port with the same store, after
+    /// [`Self::kill`].
+    pub async fn start_again(&mut self) {
+        let port: i32 = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("url has a port");
+        let (child, url) = launch(self.dir.path(), port).await;
+        assert_eq!(url, self.url, "restarted on another address");
+        self.child = child;
+    }
 }
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
+}
+
+async fn launch(dir: &Path, port: i32) -> (Child, String) {
+    let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+    // A restart finds the previous run's ports file; start from none.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.path().extension().is_some_and(|e| e == "ports") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    let child = Command::new(&bin)
+        .args(["-p", &port.to_string(), "-a", "127.0.0.1", "-js", "-sd"])
+        .arg(dir.join("store"))
+        .arg("--ports_file_dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not start {bin} (run scripts/test, which installs it): {e}"));
+    let url = wait_for_ports_file(dir, child.id()).await;
+    (child, url)
 }
 
 /// The server writes `nats-server_<pid>.ports` (JSON with its client URLs)
@@ -65,4 +95,25 @@ async fn wait_for_ports_file(dir: &Path, pid: u32) -> String {
         assert!(Instant::now() < deadline, "nats-server did not start within 10 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Path of a binary of this workspace, built by `cargo build` first so a
+/// test of one package never runs a stale binary of another.
+pub fn workspace_binary(package: &str, name: &str) -> PathBuf {
+    // `target/<profile>/deps/<test binary>` → `target/<profile>/<name>`.
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in target/<profile>/deps");
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "--quiet", "-p", package, "--bin", name]);
+    if release {
+        build.arg("--release");
+    }
+    let status = build.status().expect("cargo runs");
+    assert!(status.success(), "building {name} failed");
+    profile_dir.join(name)
 }

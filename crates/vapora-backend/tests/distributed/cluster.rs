@@ -1,0 +1,404 @@
+//! A whole deployment as separate processes: a real `nats-server`, backend
+//! replicas (`vapora-backend`), agent servers (`vapora-agent-server`), and
+//! a fake LLM speaking the OpenAI protocol in this process.
+//!
+//! Processes log to files in the cluster's temp directory; when a test
+//! fails, the end of every log is printed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use vapora_agents::testing::{NatsServer, workspace_binary};
+use vapora_llm_router::testing::{FakeProvider, Script};
+
+/// Delivery settings short enough for tests: a silent worker's attempt is
+/// redelivered after 2 s, and given up on after 3 deliveries.
+pub const ACK_WAIT_SECS: &str = "2";
+pub const MAX_DELIVER: &str = "3";
+
+pub struct Cluster {
+    pub nats: NatsServer,
+    pub llm: FakeProvider,
+    pub backends: Vec<Backend>,
+    pub agents: HashMap<String, Agent>,
+    pub http: reqwest::Client,
+    dir: tempfile::TempDir,
+}
+
+pub struct Backend {
+    child: Child,
+    pub url: String,
+    log: PathBuf,
+}
+
+pub struct Agent {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Cluster {
+    /// nats-server and the fake LLM; add backends and agents next.
+    pub async fn start(llm_script: Script) -> Self {
+        Self {
+            nats: NatsServer::start().await,
+            llm: FakeProvider::start(llm_script).await,
+            backends: Vec::new(),
+            agents: HashMap::new(),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap(),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The backend's on-disk database, kept across backend restarts.
+    fn database_url(&self) -> String {
+        format!("surrealkv://{}", self.dir.path().join("db").display())
+    }
+
+    fn common_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("VAPORA_NATS_URL", self.nats.url().to_owned()),
+            ("VAPORA_NATS_ACK_WAIT_SECS", ACK_WAIT_SECS.into()),
+            ("VAPORA_NATS_MAX_DELIVER", MAX_DELIVER.into()),
+            ("NO_COLOR", "1".into()),
+        ]
+    }
+
+    /// Starts (or restarts) the backend on the cluster's on-disk database.
+    pub async fn start_backend(&mut self) -> usize {
+        let url = self.database_url();
+        self.spawn_backend(&url, &[]).await
+    }
+
+    pub async fn spawn_backend(&mut self, database_url: &str, extra_env: &[(&str, &str)]) -> usize {
+        let n = self.backends.len();
+        let log = self.dir.path().join(format!("backend-{n}.log"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vapora-backend"));
+        command
+            .envs(self.common_env())
+            .env("VAPORA_PORT", "0")
+            .env("VAPORA_DATABASE_URL", database_url)
+            .env("VAPORA_QUEUE_CAPACITY", "20000")
+            .env("VAPORA_SHUTDOWN_GRACE_SECS", "2")
+            .env("RUST_LOG", "info,surrealdb=warn,surrealkv=warn,async_nats=warn");
+        for (key, value) in extra_env {
+            command.env(key, value);
+        }
+        let child = spawn_logged(&mut command, &log);
+        let addr = wait_for_log_value(&log, "vapora-backend listening", "addr=").await;
+        self.backends.push(Backend {
+            child,
+            url: format!("http://{addr}"),
+            log,
+        });
+        n
+    }
+
+    /// Starts an agent server serving `roles` (comma-separated).
+    pub async fn start_agent(&mut self, id: &str, roles: &str, concurrency: usize) {
+        let log = self.dir.path().join(format!("agent-{id}-{}.log", self.agents.len()));
+        let mut command = Command::new(agent_server_binary());
+        command
+            .envs(self.common_env())
+            .env("VAPORA_AGENT_ID", id)
+            .env("VAPORA_AGENT_ROLES", roles)
+            .env("VAPORA_AGENT_CONCURRENCY", concurrency.to_string())
+            .env("VAPORA_AGENT_HEARTBEAT_SECS", "0.5")
+            .env("VAPORA_SHUTDOWN_GRACE_SECS", "5")
+            .env("VAPORA_LLM_BASE_URL", self.llm.base_url())
+            .env("VAPORA_LLM_MODEL", "fake-model")
+            .env("RUST_LOG", "info,async_nats=warn");
+        let child = spawn_logged(&mut command, &log);
+        self.agents.insert(id.to_owned(), Agent { child, log });
+    }
+
+    /// `kill -9` an agent server.
+    pub fn kill_agent(&mut self, id: &str) {
+        let agent = self.agents.get_mut(id).expect("known agent");
+        let _ = agent.child.kill();
+        let _ = agent.child.wait();
+    }
+
+    /// `kill -9` a backend replica.
+    pub fn kill_backend(&mut self, n: usize) {
+        let _ = self.backends[n].child.kill();
+        let _ = self.backends[n].child.wait();
+    }
+
+    /// Sends SIGTERM to an agent server and waits up to `limit` for it to
+    /// exit; returns its exit status and how long it took.
+    pub async fn terminate_agent(
+        &mut self,
+        id: &str,
+        limit: Duration,
+    ) -> (std::process::ExitStatus, Duration) {
+        let agent = self.agents.get_mut(id).expect("known agent");
+        let started = std::time::Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &agent.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        loop {
+            if let Some(status) = agent.child.try_wait().unwrap() {
+                return (status, started.elapsed());
+            }
+            assert!(started.elapsed() < limit, "agent {id} still running {limit:?} after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn api(&self, n: usize) -> Api<'_> {
+        Api {
+            http: &self.http,
+            base: &self.backends[n].url,
+        }
+    }
+
+    /// Waits until the backend lists every agent in `ids` as online.
+    pub async fn wait_for_agents(&self, backend: usize, ids: &[&str]) {
+        let api = self.api(backend);
+        eventually(30, "agents online", || async {
+            let agents = api.get("/api/v1/agents").await;
+            ids.iter().all(|id| {
+                agents
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a["id"] == *id && a["status"] != "offline")
+            })
+        })
+        .await;
+    }
+
+    fn dump_logs(&self) {
+        let mut logs: Vec<&Path> = self.backends.iter().map(|b| b.log.as_path()).collect();
+        logs.extend(self.agents.values().map(|a| a.log.as_path()));
+        for log in logs {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!("----- {} (last 40 lines) -----", log.display());
+            for line in &lines[lines.len().saturating_sub(40)..] {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        for agent in self.agents.values_mut() {
+            let _ = agent.child.kill();
+            let _ = agent.child.wait();
+        }
+        for backend in &mut self.backends {
+            let _ = backend.child.kill();
+            let _ = backend.child.wait();
+        }
+    }
+}
+
+fn agent_server_binary() -> PathBuf {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY
+        .get_or_init(|| workspace_binary("vapora-agents", "vapora-agent-server"))
+        .clone()
+}
+
+fn spawn_logged(command: &mut Command, log: &Path) -> Child {
+    let out = std::fs::File::create(log).unwrap();
+    let err = out.try_clone().unwrap();
+    command
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a log line containing `marker` and returns the value after
+/// `key` on it (up to the next space).
+async fn wait_for_log_value(log: &Path, marker: &str, key: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(marker))
+            && let Some(at) = line.find(key)
+        {
+            let rest = &line[at + key.len()..];
+            return rest.split_whitespace().next().unwrap().to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {marker:?} in {}:\n{text}",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Typed requests against one backend.
+#[derive(Clone, Copy)]
+pub struct Api<'a> {
+    http: &'a reqwest::Client,
+    base: &'a str,
+}
+
+impl Api<'_> {
+    pub async fn get(&self, path: &str) -> Value {
+        let response = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        response.json().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (reqwest::StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn create_project(&self) -> String {
+        let (status, project) = self.post("/api/v1/projects", json!({"name": "distributed"})).await;
+        assert_eq!(status, 201, "{project}");
+        project["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn create_task(&self, project: &str, role: &str, title: &str) -> String {
+        let (status, task) = self
+            .post(
+                "/api/v1/tasks",
+                json!({"project_id": project, "role": role, "title": title}),
+            )
+            .await;
+        assert_eq!(status, 201, "{task}");
+        task["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates `n` tasks spread over `roles`, `parallel` requests at a time.
+    pub async fn create_tasks(&self, project: &str, roles: &[&str], n: usize, parallel: usize) -> Vec<String> {
+        use futures::StreamExt;
+        futures::stream::iter(0..n)
+            .map(|i| {
+                let role = roles[i % roles.len()];
+                async move { self.create_task(project, role, &format!("task {i}")).await }
+            })
+            .buffered(parallel)
+            .collect()
+            .await
+    }
+
+    pub async fn task(&self, id: &str) -> Value {
+        self.get(&format!("/api/v1/tasks/{id}")).await
+    }
+
+    /// Every task of the project in `status` (all pages).
+    pub async fn tasks_in(&self, project: &str, status: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let page = self
+                .get(&format!(
+                    "/api/v1/tasks?project_id={project}&status={status}&limit=500{cursor}"
+                ))
+                .await;
+            all.extend(page["items"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => return all,
+            }
+        }
+    }
+
+    /// Waits until `ids` are all `done`.
+    pub async fn wait_all_done(&self, project: &str, ids: &[String], secs: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let done = self.tasks_in(project, "done").await.len();
+            if done >= ids.len() {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let failed = self.tasks_in(project, "failed").await;
+                let queued = self.tasks_in(project, "queued").await.len();
+                let running = self.tasks_in(project, "running").await.len();
+                panic!(
+                    "{done}/{} done after {secs} s ({queued} queued, {running} running, failed: {failed:?})",
+                    ids.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Asserts that every task entered a final state exactly once, and
+    /// that state is `done`.
+    pub async fn assert_finished_exactly_once(&self, ids: &[String]) {
+        use futures::StreamExt;
+        let histories: Vec<(String, Value)> = futures::stream::iter(ids)
+            .map(|id| async move { (id.clone(), self.get(&format!("/api/v1/tasks/{id}/history")).await) })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        for (id, history) in histories {
+            let finals: Vec<&Value> = history["transitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| ["done", "failed", "cancelled", "review"].contains(&t["to_status"].as_str().unwrap()))
+                .collect();
+            assert_eq!(finals.len(), 1, "task {id} finished {} times: {history}", finals.len());
+            assert_eq!(finals[0]["to_status"], "done", "task {id}: {history}");
+        }
+    }
+}
+
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !condition().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A replayable pseudo-random schedule: the seed comes from
+/// `VAPORA_CHAOS_SEED` when set (to replay a failure), else from the test,
+/// and is printed either way.
+pub struct Schedule(u64);
+
+impl Schedule {
+    pub fn new(test: &str, default_seed: u64) -> Self {
+        let seed = std::env::var("VAPORA_CHAOS_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default_seed);
+        eprintln!("{test}: chaos seed {seed} (replay with VAPORA_CHAOS_SEED={seed})");
+        Self(seed.max(1))
+    }
+
+    /// A number in `range` (xorshift64*).
+    pub fn pick(&mut self, range: std::ops::Range<u64>) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let n = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        range.start + n % (range.end - range.start)
+    }
+}

@@ -1,0 +1,42 @@
+//! The production topology end to end.
+
+use vapora_llm_router::testing::Script;
+
+use crate::cluster::Cluster;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_tasks_across_three_roles_each_finish_exactly_once() {
+    let mut cluster = Cluster::start(Script::text(&["done ", "remotely"])).await;
+    cluster.start_backend().await;
+    cluster.start_agent("agent-a", "developer,tester,reviewer", 8).await;
+    cluster.start_agent("agent-b", "developer,tester,reviewer", 8).await;
+    cluster.wait_for_agents(0, &["agent-a", "agent-b"]).await;
+
+    let api = cluster.api(0);
+    let project = api.create_project().await;
+    let ids = api
+        .create_tasks(&project, &["developer", "tester", "reviewer"], 1_000, 16)
+        .await;
+    api.wait_all_done(&project, &ids, 120).await;
+    api.assert_finished_exactly_once(&ids).await;
+
+    // One model call per task: nothing ran twice.
+    assert_eq!(cluster.llm.request_count(), 1_000);
+    let done = api.tasks_in(&project, "done").await;
+    let by_agent = |agent: &str| done.iter().filter(|t| t["assigned_agent"] == agent).count();
+    assert_eq!(by_agent("agent-a") + by_agent("agent-b"), 1_000);
+    assert!(by_agent("agent-a") > 0 && by_agent("agent-b") > 0, "both agent servers worked");
+    assert_eq!(done[0]["result"]["output"], "done remotely");
+    assert_eq!(done[0]["attempt"], 1);
+    assert!(done[0]["dispatched_at"].is_string());
+
+    // The registry counts what the agents reported.
+    let agents = api.get("/api/v1/agents").await;
+    let completed: u64 = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["tasks_completed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(completed, 1_000);
+}
