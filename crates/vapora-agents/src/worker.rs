@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use vapora_llm_router::LlmClient;
 use vapora_shared::wire::{
     CancelRequest, HEARTBEAT_SUBJECT, Heartbeat, MSG_ID_HEADER, TASKS_STREAM, TaskAttempt, TaskReport,
-    cancel_subject, task_events_subject,
+    cancel_subject, report_msg_id, task_events_subject,
 };
 use vapora_shared::{AgentId, Role};
 
@@ -214,7 +214,7 @@ async fn run_attempt(
         attempt: number,
         agent_id: agent_id.clone(),
     };
-    if let Err(e) = report(&shared.js, &started, "started").await {
+    if let Err(e) = report(&shared.js, &started).await {
         tracing::warn!(error = %e, "could not report start");
     }
     // Progress goes out through a bounded channel: best effort, never
@@ -224,7 +224,7 @@ async fn run_attempt(
         let js = shared.js.clone();
         tokio::spawn(async move {
             while let Some(progress) = progress_rx.recv().await {
-                let _ = report(&js, &progress, "progress").await;
+                let _ = report(&js, &progress).await;
             }
         })
     };
@@ -276,7 +276,7 @@ async fn run_attempt(
             error: e.to_string(),
         },
     };
-    match report(&shared.js, &final_report, "result").await {
+    match report(&shared.js, &final_report).await {
         // Stored: now the attempt may leave the work queue.
         Ok(()) => {
             if let Err(e) = message.double_ack().await {
@@ -299,11 +299,8 @@ impl Drop for LoadGuard {
 }
 
 /// Publishes a report to the events stream and waits for JetStream's ack.
-async fn report(js: &js::Context, report: &TaskReport, kind: &str) -> Result<(), WorkerError> {
-    let msg_id = match report {
-        TaskReport::Progress { seq, .. } => format!("{}.{}.{kind}.{seq}", report.task_id(), report.attempt()),
-        _ => format!("{}.{}.{kind}", report.task_id(), report.attempt()),
-    };
+async fn report(js: &js::Context, report: &TaskReport) -> Result<(), WorkerError> {
+    let msg_id = report_msg_id(report);
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(MSG_ID_HEADER, msg_id.as_str());
     let payload = serde_json::to_vec(report).map_err(err)?;

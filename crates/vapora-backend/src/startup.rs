@@ -63,7 +63,12 @@ impl Application {
         let credentials = settings.database_user.clone().zip(settings.database_pass.clone());
         let db = Database::connect_with(&settings.database_url, credentials).await?;
         tracing::info!(url = %settings.database_url, "storage connected, schema defined");
+        Self::build_on(settings, db).await
+    }
 
+    /// As [`Self::build`], on an already connected database: replicas that
+    /// share one (tests run two in one process on one embedded engine).
+    pub async fn build_on(settings: Settings, db: Database) -> Result<Self, StartupError> {
         let roles = load_roles(settings.roles_file.as_deref()).await?;
         tracing::info!(roles = roles.roles().count(), "role catalog loaded");
 

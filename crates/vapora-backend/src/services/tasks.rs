@@ -287,7 +287,8 @@ impl TaskService {
             (TaskStatus::Queued, _) => {
                 // Still in our queue, or already handed to a worker that
                 // has not reported yet: stop it either way.
-                if !self.queue.remove(after.id).await && before.dispatched_at.is_some() {
+                let was_waiting_here = self.queue.remove(after.id).await;
+                if !was_waiting_here && before.dispatched_at.is_some() {
                     self.running.cancel(after.id, before.attempt).await;
                 }
             }

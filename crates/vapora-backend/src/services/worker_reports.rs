@@ -22,7 +22,7 @@ use crate::storage::StoredTask;
 #[derive(Debug)]
 pub enum ReportOutcome {
     /// The task moved (or changed hands); the stored task.
-    Applied(Task),
+    Applied(Box<Task>),
     /// Nothing to store: progress, or a repeat of something already applied.
     Unchanged,
     /// About an attempt the task is no longer on: recorded and ignored.
@@ -126,7 +126,7 @@ impl TaskService {
         };
         let kind = report_kind(report);
         match self.publish_worker_change(id, attempt, kind, change)? {
-            Some(task) => Ok(ReportOutcome::Applied(task)),
+            Some(task) => Ok(ReportOutcome::Applied(Box::new(task))),
             None if stale => {
                 let agent = report_agent(report);
                 self.db.record_stale_report(id, attempt, kind, agent).await?;

@@ -10,8 +10,8 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use vapora_llm_router::testing::Script;
 use vapora_shared::wire::{
-    EVENTS_STREAM, MSG_ID_HEADER, TASKS_STREAM, TaskAttempt, TaskReport, attempt_msg_id, task_events_subject,
-    task_subject,
+    EVENTS_STREAM, MSG_ID_HEADER, TASKS_STREAM, TaskAttempt, TaskReport, attempt_msg_id, report_msg_id,
+    task_events_subject, task_subject,
 };
 use vapora_shared::{AgentId, TaskResult};
 
@@ -85,7 +85,9 @@ async fn restarting_nats_with_500_tasks_in_flight_loses_none() {
     cluster.wait_for_agents(0, &["agent-a", "agent-b"]).await;
     let api = cluster.api(0);
     let project = api.create_project().await;
-    let ids = api.create_tasks(&project, &["developer", "tester"], 500, 16).await;
+    let ids = api
+        .create_tasks(&project, &["developer", "tester"], 500, 16)
+        .await;
 
     let restart_after = schedule.pick(10..60) as usize;
     let down_for = Duration::from_millis(schedule.pick(300..2_000));
@@ -129,7 +131,10 @@ async fn kill_9_of_the_backend_mid_run_and_a_restart_loses_none() {
 }
 
 /// Takes one attempt from a role's consumer as an outside worker would.
-async fn take_attempt(client: &async_nats::Client, role: &str) -> (TaskAttempt, async_nats::jetstream::Message) {
+async fn take_attempt(
+    client: &async_nats::Client,
+    role: &str,
+) -> (TaskAttempt, async_nats::jetstream::Message) {
     let js = async_nats::jetstream::new(client.clone());
     let consumer: PullConsumer = js
         .get_stream(TASKS_STREAM)
@@ -190,7 +195,7 @@ async fn a_result_for_a_superseded_attempt_is_recorded_and_ignored() {
         attempt: 1,
         agent_id: slow.clone(),
     };
-    report(&client, &started, &format!("{}.1.started", attempt.task_id)).await;
+    report(&client, &started, &report_msg_id(&started)).await;
     eventually(10, "running on the slow worker", || async {
         api.task(&id).await["assigned_agent"] == "slow-worker"
     })
@@ -200,10 +205,11 @@ async fn a_result_for_a_superseded_attempt_is_recorded_and_ignored() {
     // reviewer asks for another run: attempt 2, approved.
     cluster.start_agent("agent-a", "developer", 2).await;
     let api = cluster.api(0);
-    eventually(30, "attempt 1 in review", || async { api.task(&id).await["status"] == "review" }).await;
-    let (status, task) = api
-        .post(&format!("/api/v1/tasks/{id}/retry"), json!({}))
-        .await;
+    eventually(30, "attempt 1 in review", || async {
+        api.task(&id).await["status"] == "review"
+    })
+    .await;
+    let (status, task) = api.post(&format!("/api/v1/tasks/{id}/retry"), json!({})).await;
     assert_eq!(status, 409, "only failed tasks are retried: {task}");
     let patched = cluster
         .http
@@ -242,6 +248,9 @@ async fn a_result_for_a_superseded_attempt_is_recorded_and_ignored() {
             attempts: 1,
         },
     };
+    // Under its own message id (a worker that strays from the id scheme, or
+    // answers after the duplicate window), so JetStream stores it and only
+    // the attempt fence stands between it and the task.
     report(&client, &late, &format!("{}.1.result.slow", attempt.task_id)).await;
     eventually(10, "the stale result recorded", || async {
         let history = api.get(&format!("/api/v1/tasks/{id}/history")).await;
@@ -253,7 +262,10 @@ async fn a_result_for_a_superseded_attempt_is_recorded_and_ignored() {
     })
     .await;
     let task = api.task(&id).await;
-    assert_eq!((task["status"].clone(), task["attempt"].clone()), (json!("done"), json!(2)));
+    assert_eq!(
+        (task["status"].clone(), task["attempt"].clone()),
+        (json!("done"), json!(2))
+    );
     assert_eq!(task["result"]["output"], "fresh answer");
     api.assert_finished_exactly_once(std::slice::from_ref(&id)).await;
 }
@@ -265,7 +277,10 @@ async fn a_duplicate_publish_of_an_attempt_runs_it_once() {
     let api = cluster.api(0);
     let project = api.create_project().await;
     let id = api.create_task(&project, "tester", "exactly once").await;
-    eventually(10, "dispatched", || async { api.task(&id).await["dispatched_at"].is_string() }).await;
+    eventually(10, "dispatched", || async {
+        api.task(&id).await["dispatched_at"].is_string()
+    })
+    .await;
 
     // Someone publishes the very same attempt again (a retry after a lost
     // ack, a backend restarting before it recorded the dispatch).
@@ -335,10 +350,15 @@ async fn a_poison_task_is_dead_lettered_and_the_others_finish() {
     let mut poison = String::new();
     for i in 0..6 {
         if i == poison_at {
-            poison = api.create_task(&project, "tester", "POISON: crashes its worker").await;
+            poison = api
+                .create_task(&project, "tester", "POISON: crashes its worker")
+                .await;
         }
         ids.push(api.create_task(&project, "tester", &format!("tester {i}")).await);
-        ids.push(api.create_task(&project, "developer", &format!("developer {i}")).await);
+        ids.push(
+            api.create_task(&project, "developer", &format!("developer {i}"))
+                .await,
+        );
     }
 
     // Every time a worker sends the poison task to the model, the worker
@@ -360,7 +380,10 @@ async fn a_poison_task_is_dead_lettered_and_the_others_finish() {
         if cluster.api(0).task(&poison).await["status"] == "failed" {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "poison task never dead-lettered");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "poison task never dead-lettered"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let api = cluster.api(0);
@@ -387,7 +410,12 @@ async fn a_poison_task_is_dead_lettered_and_the_others_finish() {
     api.assert_finished_exactly_once(&ids).await;
 
     // A person can try again: a new attempt.
-    let (status, retried) = api.post(&format!("/api/v1/tasks/{poison}/retry"), json!({})).await;
+    let (status, retried) = api
+        .post(&format!("/api/v1/tasks/{poison}/retry"), json!({}))
+        .await;
     assert_eq!(status, 200, "{retried}");
-    assert_eq!((retried["status"].clone(), retried["attempt"].clone()), (json!("queued"), json!(2)));
+    assert_eq!(
+        (retried["status"].clone(), retried["attempt"].clone()),
+        (json!("queued"), json!(2))
+    );
 }

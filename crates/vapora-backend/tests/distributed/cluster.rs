@@ -104,7 +104,13 @@ impl Cluster {
         self.start_agent_with(id, roles, concurrency, &[]).await;
     }
 
-    pub async fn start_agent_with(&mut self, id: &str, roles: &str, concurrency: usize, extra_env: &[(&str, &str)]) {
+    pub async fn start_agent_with(
+        &mut self,
+        id: &str,
+        roles: &str,
+        concurrency: usize,
+        extra_env: &[(&str, &str)],
+    ) {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = self.dir.path().join(format!("agent-{id}-{n}.log"));
@@ -122,6 +128,15 @@ impl Cluster {
         for (key, value) in extra_env {
             command.env(key, value);
         }
+        let child = spawn_logged(&mut command, &log);
+        self.agents.insert(id.to_owned(), Agent { child, log });
+    }
+
+    /// Starts a worker that is not `vapora-agent-server` (one written in
+    /// another language, say) as agent `id`: logged, terminated and killed
+    /// like the agent servers.
+    pub fn start_external_agent(&mut self, id: &str, mut command: Command) {
+        let log = self.dir.path().join(format!("agent-{id}.log"));
         let child = spawn_logged(&mut command, &log);
         self.agents.insert(id.to_owned(), Agent { child, log });
     }
@@ -157,7 +172,10 @@ impl Cluster {
             if let Some(status) = agent.child.try_wait().unwrap() {
                 return (status, started.elapsed());
             }
-            assert!(started.elapsed() < limit, "agent {id} still running {limit:?} after SIGTERM");
+            assert!(
+                started.elapsed() < limit,
+                "agent {id} still running {limit:?} after SIGTERM"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -263,8 +281,17 @@ pub struct Api<'a> {
 
 impl Api<'_> {
     pub async fn get(&self, path: &str) -> Value {
-        let response = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
-        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
         response.json().await.unwrap()
     }
 
@@ -281,7 +308,9 @@ impl Api<'_> {
     }
 
     pub async fn create_project(&self) -> String {
-        let (status, project) = self.post("/api/v1/projects", json!({"name": "distributed"})).await;
+        let (status, project) = self
+            .post("/api/v1/projects", json!({"name": "distributed"}))
+            .await;
         assert_eq!(status, 201, "{project}");
         project["id"].as_str().unwrap().to_owned()
     }
@@ -298,7 +327,13 @@ impl Api<'_> {
     }
 
     /// Creates `n` tasks spread over `roles`, `parallel` requests at a time.
-    pub async fn create_tasks(&self, project: &str, roles: &[&str], n: usize, parallel: usize) -> Vec<String> {
+    pub async fn create_tasks(
+        &self,
+        project: &str,
+        roles: &[&str],
+        n: usize,
+        parallel: usize,
+    ) -> Vec<String> {
         use futures::StreamExt;
         futures::stream::iter(0..n)
             .map(|i| {
@@ -369,7 +404,12 @@ impl Api<'_> {
                 .iter()
                 .filter(|t| ["done", "failed", "cancelled"].contains(&t["to_status"].as_str().unwrap()))
                 .collect();
-            assert_eq!(finals.len(), 1, "task {id} finished {} times: {history}", finals.len());
+            assert_eq!(
+                finals.len(),
+                1,
+                "task {id} finished {} times: {history}",
+                finals.len()
+            );
             assert_eq!(finals[0]["to_status"], "done", "task {id}: {history}");
         }
     }
@@ -382,7 +422,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     while !condition().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -8,8 +8,12 @@ use crate::cluster::Cluster;
 async fn a_thousand_tasks_across_three_roles_each_finish_exactly_once() {
     let mut cluster = Cluster::start(Script::text(&["done ", "remotely"])).await;
     cluster.start_backend().await;
-    cluster.start_agent("agent-a", "developer,tester,reviewer", 8).await;
-    cluster.start_agent("agent-b", "developer,tester,reviewer", 8).await;
+    cluster
+        .start_agent("agent-a", "developer,tester,reviewer", 8)
+        .await;
+    cluster
+        .start_agent("agent-b", "developer,tester,reviewer", 8)
+        .await;
     cluster.wait_for_agents(0, &["agent-a", "agent-b"]).await;
 
     let api = cluster.api(0);
@@ -25,7 +29,10 @@ async fn a_thousand_tasks_across_three_roles_each_finish_exactly_once() {
     let done = api.tasks_in(&project, "done").await;
     let by_agent = |agent: &str| done.iter().filter(|t| t["assigned_agent"] == agent).count();
     assert_eq!(by_agent("agent-a") + by_agent("agent-b"), 1_000);
-    assert!(by_agent("agent-a") > 0 && by_agent("agent-b") > 0, "both agent servers worked");
+    assert!(
+        by_agent("agent-a") > 0 && by_agent("agent-b") > 0,
+        "both agent servers worked"
+    );
     assert_eq!(done[0]["result"]["output"], "done remotely");
     assert_eq!(done[0]["attempt"], 1);
     assert!(done[0]["dispatched_at"].is_string());
