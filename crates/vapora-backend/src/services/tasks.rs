@@ -345,21 +345,7 @@ impl TaskService {
                     return Ok(None);
                 }
                 let mut next = task.clone();
-                match &outcome {
-                    Ok(result) => {
-                        let to = if task.requires_approval {
-                            TaskStatus::Review
-                        } else {
-                            TaskStatus::Done
-                        };
-                        move_to(&mut next, to);
-                        next.result = Some(result.clone());
-                    }
-                    Err(error) => {
-                        move_to(&mut next, TaskStatus::Failed);
-                        next.error = Some(error.clone());
-                    }
-                }
+                record_outcome(&mut next, outcome.as_ref());
                 next.updated_at = now;
                 Ok(Some(next))
             })
@@ -462,6 +448,26 @@ impl TaskService {
         Err(AppError::Conflict(format!(
             "task {id} is changing too fast; try again"
         )))
+    }
+}
+
+/// Moves a running attempt to its outcome: `done` (or `review` when the task
+/// needs approval) with the result, or `failed` with the error.
+pub(super) fn record_outcome(task: &mut Task, outcome: Result<&TaskResult, &String>) {
+    match outcome {
+        Ok(result) => {
+            let to = if task.requires_approval {
+                TaskStatus::Review
+            } else {
+                TaskStatus::Done
+            };
+            move_to(task, to);
+            task.result = Some(result.clone());
+        }
+        Err(error) => {
+            move_to(task, TaskStatus::Failed);
+            task.error = Some(error.clone());
+        }
     }
 }
 

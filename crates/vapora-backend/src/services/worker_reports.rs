@@ -14,7 +14,7 @@ use vapora_shared::wire::TaskReport;
 use vapora_shared::{AgentId, Event, Task, TaskId, TaskProgress, TaskStatus};
 
 use super::TaskService;
-use super::tasks::move_to;
+use super::tasks::{move_to, record_outcome};
 use crate::error::AppError;
 use crate::storage::StoredTask;
 
@@ -160,21 +160,7 @@ impl TaskService {
                 next.started_at = Some(now);
             }
             next.assigned_agent = Some(agent.clone());
-            match outcome {
-                Ok(result) => {
-                    let to = if task.requires_approval {
-                        TaskStatus::Review
-                    } else {
-                        TaskStatus::Done
-                    };
-                    move_to(&mut next, to);
-                    next.result = Some(result.clone());
-                }
-                Err(error) => {
-                    move_to(&mut next, TaskStatus::Failed);
-                    next.error = Some(error.clone());
-                }
-            }
+            record_outcome(&mut next, outcome);
             next.updated_at = now;
             Ok(Some(next))
         })

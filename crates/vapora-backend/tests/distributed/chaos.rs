@@ -15,16 +15,7 @@ use vapora_shared::wire::{
 };
 use vapora_shared::{AgentId, TaskResult};
 
-use crate::cluster::{Cluster, Schedule, eventually};
-
-/// An answer that takes about `millis` ms, streamed in ten chunks.
-fn taking(millis: u64) -> Script {
-    Script {
-        chunks: (0..10).map(|i| format!("part{i} ")).collect(),
-        chunk_delay: Duration::from_millis(millis / 10),
-        ..Script::default()
-    }
-}
+use crate::cluster::{Cluster, Schedule, eventually, taking};
 
 async fn wait_until_done_count(cluster: &Cluster, backend: usize, project: &str, count: usize) {
     let api = cluster.api(backend);

@@ -415,6 +415,15 @@ impl Api<'_> {
     }
 }
 
+/// A fake-LLM answer that streams ten chunks over about `millis` ms.
+pub fn taking(millis: u64) -> Script {
+    Script {
+        chunks: (0..10).map(|i| format!("part{i} ")).collect(),
+        chunk_delay: Duration::from_millis(millis / 10),
+        ..Script::default()
+    }
+}
+
 pub async fn eventually<F, Fut>(secs: u64, what: &str, mut condition: F)
 where
     F: FnMut() -> Fut,

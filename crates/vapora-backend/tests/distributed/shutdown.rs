@@ -4,18 +4,7 @@
 
 use std::time::Duration;
 
-use vapora_llm_router::testing::Script;
-
-use crate::cluster::{Cluster, eventually};
-
-/// Streams ten chunks over `millis` ms.
-fn taking(millis: u64) -> Script {
-    Script {
-        chunks: (0..10).map(|i| format!("part{i} ")).collect(),
-        chunk_delay: Duration::from_millis(millis / 10),
-        ..Script::default()
-    }
-}
+use crate::cluster::{Cluster, eventually, taking};
 
 async fn sigterm_under_load(
     tasks: usize,
