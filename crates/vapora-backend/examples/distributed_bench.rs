@@ -46,14 +46,15 @@ async fn main() {
         ("NO_COLOR", "1".into()),
     ];
     let backend_log = work.path().join("backend.log");
+    // On-disk SurrealKV by default, as the backend runs out of the box;
+    // `VAPORA_BENCH_DATABASE_URL=mem://` shows what the storage engine costs.
+    let database_url = std::env::var("VAPORA_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| format!("surrealkv://{}", work.path().join("db").display()));
     let mut processes = vec![spawn(
         Command::new(bin_dir.join("vapora-backend"))
             .envs(delivery_env.clone())
             .env("VAPORA_PORT", "0")
-            .env(
-                "VAPORA_DATABASE_URL",
-                format!("surrealkv://{}", work.path().join("db").display()),
-            )
+            .env("VAPORA_DATABASE_URL", &database_url)
             .env("VAPORA_QUEUE_CAPACITY", "100000")
             .env("RUST_LOG", "warn,vapora_backend::startup=info"),
         &backend_log,
@@ -95,9 +96,10 @@ async fn main() {
 
     let (latency, split) = steady_rate_latency(&http, &base).await;
     let rss: Vec<u64> = processes.iter().map(|p| rss_mib(p.id())).collect();
+    let cpu: Vec<f64> = processes.iter().map(|p| cpu_secs(p.id())).collect();
 
     println!(
-        "# Distributed run {} on {} cores",
+        "# Distributed run {} on {} cores, backend database {database_url}",
         Utc::now().format("%Y-%m-%dT%H:%MZ"),
         num_cpus()
     );
@@ -126,6 +128,13 @@ async fn main() {
     println!(
         "| RSS after the run: backend / agent-a / agent-b | {} / {} / {} MiB |",
         rss[0], rss[1], rss[2]
+    );
+    println!(
+        "| CPU time over the whole run: backend / agent-a / agent-b / this driver (HTTP client, fake LLM) | {:.1} / {:.1} / {:.1} / {:.1} s |",
+        cpu[0],
+        cpu[1],
+        cpu[2],
+        cpu_secs(std::process::id())
     );
     for mut p in processes {
         let _ = p.kill();
@@ -356,6 +365,16 @@ fn rss_mib(pid: u32) -> u64 {
                 .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb / 1024)
+}
+
+/// User + system CPU seconds of a process so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces): utime is the
+    // 12th and stime the 13th, in clock ticks (100 per second on Linux).
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn num_cpus() -> usize {

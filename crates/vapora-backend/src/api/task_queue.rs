@@ -232,6 +232,20 @@ impl SharedTaskQueue {
         }
     }
 
+    /// Waits for the next entry for `role`, then takes up to `max` in all
+    /// of those waiting, most urgent first.
+    pub async fn pop_batch(&self, role: &Role, max: usize) -> Vec<QueuedTask> {
+        let mut batch = vec![self.pop_wait(role).await];
+        let mut queue = self.queue.lock().await;
+        while batch.len() < max {
+            match queue.pop(role) {
+                Some(entry) => batch.push(entry),
+                None => break,
+            }
+        }
+        batch
+    }
+
     pub async fn put_back(&self, entry: QueuedTask) {
         self.queue.lock().await.put_back(entry);
         self.pushed.notify_waiters();

@@ -16,7 +16,6 @@ use vapora_shared::{AgentId, Event, Task, TaskId, TaskProgress, TaskStatus};
 use super::TaskService;
 use super::tasks::{move_to, record_outcome};
 use crate::error::AppError;
-use crate::storage::StoredTask;
 
 /// What a report did.
 #[derive(Debug)]
@@ -30,43 +29,30 @@ pub enum ReportOutcome {
 }
 
 impl TaskService {
-    /// The task behind a queue entry, if that attempt still waits to be
-    /// dispatched (not cancelled, superseded or already handed over).
-    pub async fn awaiting_dispatch(&self, id: TaskId, attempt: u32) -> Result<Option<StoredTask>, AppError> {
-        Ok(self.db.get_task(id).await?.filter(|stored| {
-            let task = &stored.task;
-            task.status == TaskStatus::Queued && task.attempt == attempt && task.dispatched_at.is_none()
-        }))
+    /// The tasks behind queue entries whose attempt still waits to be
+    /// dispatched (not cancelled, superseded or already handed over), in
+    /// the order asked.
+    pub async fn awaiting_dispatch(&self, attempts: &[(TaskId, u32)]) -> Result<Vec<Task>, AppError> {
+        let ids: Vec<TaskId> = attempts.iter().map(|(id, _)| *id).collect();
+        let mut stored: std::collections::HashMap<TaskId, Task> = self
+            .db
+            .get_tasks(&ids)
+            .await?
+            .into_iter()
+            .map(|s| (s.task.id, s.task))
+            .collect();
+        Ok(attempts
+            .iter()
+            .filter_map(|(id, attempt)| stored.remove(id).filter(|t| t.attempt == *attempt))
+            .filter(|t| t.status == TaskStatus::Queued && t.dispatched_at.is_none())
+            .collect())
     }
 
-    /// Records that the broker acknowledged `stored`'s attempt. Usually one
-    /// write (nobody touched the task since the dispatcher read it); after a
-    /// concurrent change, re-checked against the fresh state.
-    pub async fn mark_dispatched(&self, stored: StoredTask) -> Result<Option<Task>, AppError> {
-        let now = Utc::now();
-        let (id, attempt) = (stored.task.id, stored.task.attempt);
-        let mut next = stored.task.clone();
-        next.dispatched_at = Some(now);
-        next.updated_at = now;
-        let marked = match self.db.replace_task(&next, stored.rev).await? {
-            Some(_) => Ok(Some(next)),
-            None => {
-                self.update_task(id, |task| {
-                    if task.status != TaskStatus::Queued || task.attempt != attempt {
-                        return Ok(None);
-                    }
-                    let mut next = task.clone();
-                    next.dispatched_at.get_or_insert(now);
-                    next.updated_at = now;
-                    Ok(Some(next))
-                })
-                .await
-            }
-        };
-        if let Ok(Some(task)) = &marked {
-            self.events.publish(&Event::TaskUpdated(task.clone()));
-        }
-        marked
+    /// Records that the broker acknowledged these attempts (one
+    /// transaction). Attempts no longer current are skipped. The mark is
+    /// bookkeeping, not a move, so it is not announced on the WebSocket.
+    pub async fn mark_dispatched(&self, attempts: &[(TaskId, u32)]) -> Result<usize, AppError> {
+        Ok(self.db.mark_dispatched(attempts, Utc::now()).await?)
     }
 
     /// Applies one worker report.

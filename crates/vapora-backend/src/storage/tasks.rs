@@ -5,6 +5,7 @@
 //! between. Services retry on a lost race with a fresh read, so the state
 //! machine is always checked against the state actually stored.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use vapora_shared::{ProjectId, Role, Task, TaskId, TaskStatus};
@@ -48,6 +49,40 @@ impl Database {
         let sql = format!("SELECT {COLUMNS} FROM type::record('task', $id)");
         let rows = self.fetch_all(&sql, json!({ "id": id })).await?;
         rows.into_iter().next().map(from_record).transpose()
+    }
+
+    /// Several tasks in one round trip (missing ones are left out).
+    pub async fn get_tasks(&self, ids: &[TaskId]) -> Result<Vec<StoredTask>, StorageError> {
+        let sql = format!("SELECT {COLUMNS} FROM array::map($ids, |$id| type::record('task', $id)) WHERE id IS NOT NONE");
+        let rows = self.fetch_all(&sql, json!({ "ids": ids })).await?;
+        rows.into_iter().map(from_record).collect()
+    }
+
+    /// Stamps `dispatched_at` on every `(task, attempt)` whose task is still
+    /// queued on that attempt and not yet marked, in one transaction. The
+    /// revision moves on as with any write, so a concurrent compare-and-set
+    /// re-reads. Returns how many were marked.
+    pub async fn mark_dispatched(
+        &self,
+        attempts: &[(TaskId, u32)],
+        at: DateTime<Utc>,
+    ) -> Result<usize, StorageError> {
+        let items: Vec<_> = attempts
+            .iter()
+            .map(|(id, attempt)| json!({ "id": id, "attempt": attempt }))
+            .collect();
+        let rows = self
+            .fetch_all(
+                "array::flatten(array::map($items, |$t| (
+                    UPDATE type::record('task', $t.id)
+                        SET dispatched_at = $at, updated_at = $at, rev += 1
+                        WHERE status = 'queued' AND attempt = $t.attempt AND dispatched_at IS NONE
+                        RETURN VALUE true
+                )))",
+                json!({ "items": items, "at": at }),
+            )
+            .await?;
+        Ok(rows.len())
     }
 
     /// Writes `next` if the stored revision is still `expected_rev`; returns
@@ -154,4 +189,45 @@ fn is_conflict(e: &surrealdb::Error) -> bool {
         e.query_details(),
         Some(surrealdb::types::QueryError::TransactionConflict)
     ) || e.message().contains("conflict")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vapora_shared::{NewTask, Priority};
+
+    fn queued_task() -> Task {
+        let mut task = NewTask {
+            project_id: ProjectId::new(),
+            title: "t".into(),
+            description: String::new(),
+            role: Role::parse("developer").unwrap(),
+            priority: Priority::Medium,
+            requires_approval: false,
+            dispatch: true,
+        }
+        .into_task(Utc::now())
+        .unwrap();
+        task.status = TaskStatus::Queued;
+        task.attempt = 1;
+        task
+    }
+
+    #[tokio::test]
+    async fn batch_reads_and_dispatch_marks_respect_the_attempt() {
+        let db = Database::connect("mem://").await.unwrap();
+        let (a, b) = (queued_task(), queued_task());
+        db.insert_task(&a).await.unwrap();
+        db.insert_task(&b).await.unwrap();
+        let read = db.get_tasks(&[a.id, b.id, TaskId::new()]).await.unwrap();
+        assert_eq!(read.len(), 2);
+
+        // b's attempt is stale: only a is marked, once.
+        let at = Utc::now();
+        assert_eq!(db.mark_dispatched(&[(a.id, 1), (b.id, 2)], at).await.unwrap(), 1);
+        assert_eq!(db.mark_dispatched(&[(a.id, 1)], at).await.unwrap(), 0);
+        let a = db.get_task(a.id).await.unwrap().unwrap();
+        assert_eq!((a.task.dispatched_at, a.rev), (Some(at), 2));
+        assert_eq!(db.get_task(b.id).await.unwrap().unwrap().task.dispatched_at, None);
+    }
 }
