@@ -162,7 +162,11 @@ async fn publish_until_acked(
     }
 }
 
-async fn publish(ctx: &BrokerContext, subject: &str, attempt: &TaskAttempt) -> Result<PublishAckFuture, String> {
+async fn publish(
+    ctx: &BrokerContext,
+    subject: &str,
+    attempt: &TaskAttempt,
+) -> Result<PublishAckFuture, String> {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(
         MSG_ID_HEADER,

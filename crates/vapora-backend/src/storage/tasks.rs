@@ -53,7 +53,9 @@ impl Database {
 
     /// Several tasks in one round trip (missing ones are left out).
     pub async fn get_tasks(&self, ids: &[TaskId]) -> Result<Vec<StoredTask>, StorageError> {
-        let sql = format!("SELECT {COLUMNS} FROM array::map($ids, |$id| type::record('task', $id)) WHERE id IS NOT NONE");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM array::map($ids, |$id| type::record('task', $id)) WHERE id IS NOT NONE"
+        );
         let rows = self.fetch_all(&sql, json!({ "ids": ids })).await?;
         rows.into_iter().map(from_record).collect()
     }

@@ -2,7 +2,7 @@
 
 use vapora_llm_router::testing::Script;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_tasks_across_three_roles_each_finish_exactly_once() {
@@ -37,13 +37,20 @@ async fn a_thousand_tasks_across_three_roles_each_finish_exactly_once() {
     assert_eq!(done[0]["attempt"], 1);
     assert!(done[0]["dispatched_at"].is_string());
 
-    // The registry counts what the agents reported.
-    let agents = api.get("/api/v1/agents").await;
-    let completed: u64 = agents
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["tasks_completed"].as_u64().unwrap())
-        .sum();
-    assert_eq!(completed, 1_000);
+    // The registry counts what the agents reported (updated just after the
+    // tasks are stored, so it may trail the last reads by a moment).
+    let completed = || async {
+        let agents = api.get("/api/v1/agents").await;
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["tasks_completed"].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    eventually(10, "1,000 completions counted", || async {
+        completed().await >= 1_000
+    })
+    .await;
+    assert_eq!(completed().await, 1_000);
 }
