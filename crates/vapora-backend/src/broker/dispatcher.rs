@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use vapora_shared::wire::{MSG_ID_HEADER, TaskAttempt, attempt_msg_id, task_subject};
 use vapora_shared::{Role, Task, TaskId};
 
-use super::BrokerContext;
+use super::{BrokerContext, pause};
 use crate::api::task_queue::QueuedTask;
 
 /// Most attempts published per batch.
@@ -177,12 +177,4 @@ async fn publish(
         .publish_with_headers(subject.to_owned(), headers, payload.into())
         .await
         .map_err(|e| e.to_string())
-}
-
-/// Waits `delay`; `false` if stopped meanwhile.
-async fn pause(delay: Duration, stop: &CancellationToken) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(delay) => true,
-        () = stop.cancelled() => false,
-    }
 }

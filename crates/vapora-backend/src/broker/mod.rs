@@ -101,10 +101,17 @@ async fn wait_for_topology(ctx: &BrokerContext, stop: &CancellationToken) -> boo
             Ok(()) => return true,
             Err(e) => tracing::warn!(error = %e, retry_in = ?delay, "JetStream not ready"),
         }
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = stop.cancelled() => return false,
+        if !pause(delay, stop).await {
+            return false;
         }
         delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Waits `delay` before a retry; `false` if stopped meanwhile.
+async fn pause(delay: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => true,
+        () = stop.cancelled() => false,
     }
 }

@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use vapora_shared::Event;
 use vapora_shared::wire::{EVENTS_STREAM, TaskReport};
 
-use super::BrokerContext;
+use super::{BrokerContext, pause};
 use crate::services::ReportOutcome;
 
 /// Durable name of the backend's consumer of reports.
@@ -37,9 +37,8 @@ pub async fn run(ctx: BrokerContext, stop: CancellationToken) {
             Ok(messages) => break messages,
             Err(e) => tracing::warn!(error = %e, "cannot consume worker reports yet; retrying"),
         }
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            () = stop.cancelled() => return,
+        if !pause(Duration::from_secs(1), &stop).await {
+            return;
         }
     };
     let lanes = TaskTracker::new();

@@ -279,7 +279,12 @@ pub struct Api<'a> {
     base: &'a str,
 }
 
-impl Api<'_> {
+impl<'a> Api<'a> {
+    /// Requests against any backend, e.g. a replica started in-process.
+    pub fn at(http: &'a reqwest::Client, base: &'a str) -> Self {
+        Self { http, base }
+    }
+
     pub async fn get(&self, path: &str) -> Value {
         let response = self
             .http

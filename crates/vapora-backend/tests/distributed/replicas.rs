@@ -16,7 +16,7 @@ use vapora_backend::storage::Database;
 use vapora_backend::{Application, Settings};
 use vapora_llm_router::testing::Script;
 
-use crate::cluster::{ACK_WAIT_SECS, Cluster, MAX_DELIVER};
+use crate::cluster::{ACK_WAIT_SECS, Api, Cluster, MAX_DELIVER};
 
 /// Starts a replica in this process; returns its base URL and a stop handle.
 async fn replica(cluster: &Cluster, db: Database) -> (String, oneshot::Sender<()>) {
@@ -77,31 +77,14 @@ async fn two_replicas_serve_the_api_and_stream_every_event() {
     let watch_b = watch(&url_b).await;
 
     let http = reqwest::Client::new();
-    let project: Value = http
-        .post(format!("{url_a}/api/v1/projects"))
-        .json(&serde_json::json!({"name": "replicated"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let project = project["id"].as_str().unwrap();
+    let (api_a, api_b) = (Api::at(&http, &url_a), Api::at(&http, &url_b));
+    let project = api_a.create_project().await;
     let mut ids = HashSet::new();
     for i in 0..40 {
         // Alternate replicas: each one creates (and dispatches) half.
-        let url = if i % 2 == 0 { &url_a } else { &url_b };
+        let api = if i % 2 == 0 { api_a } else { api_b };
         let role = if i % 3 == 0 { "tester" } else { "developer" };
-        let task: Value = http
-            .post(format!("{url}/api/v1/tasks"))
-            .json(&serde_json::json!({"project_id": project, "role": role, "title": format!("task {i}")}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        ids.insert(task["id"].as_str().unwrap().to_owned());
+        ids.insert(api.create_task(&project, role, &format!("task {i}")).await);
     }
 
     let (created_a, done_a) = watch_a.await.unwrap();
@@ -112,26 +95,8 @@ async fn two_replicas_serve_the_api_and_stream_every_event() {
     assert_eq!(created_b, ids);
 
     // Both answer for every task, and both know the agent.
-    for url in [&url_a, &url_b] {
-        let page: Value = http
-            .get(format!(
-                "{url}/api/v1/tasks?project_id={project}&status=done&limit=100"
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(page["items"].as_array().unwrap().len(), 40);
-        let agents: Value = http
-            .get(format!("{url}/api/v1/agents"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(agents[0]["id"], "agent-a");
+    for api in [api_a, api_b] {
+        assert_eq!(api.tasks_in(&project, "done").await.len(), 40);
+        assert_eq!(api.get("/api/v1/agents").await[0]["id"], "agent-a");
     }
 }
