@@ -23,11 +23,11 @@ use crate::api::task_queue::{Admission, SharedTaskQueue};
 use crate::error::AppError;
 use crate::events::EventBus;
 use crate::metrics::Metrics;
-use crate::storage::{Database, StaleReport, TaskFilter, Transition};
+use crate::storage::{Database, StaleReport, TaskFilter, TaskWrite, Transition};
 use crate::swarm::cancellations::RunningTasks;
 
 /// Lost compare-and-set races tolerated before giving up with a conflict.
-const MAX_WRITE_RACES: usize = 32;
+pub(super) const MAX_WRITE_RACES: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct TaskService {
@@ -127,12 +127,6 @@ impl TaskService {
         let dispatch = new.dispatch;
         let mut task = new.into_task(Utc::now())?;
         self.check_role(&task.role)?;
-        if self.db.get_project(task.project_id).await?.is_none() {
-            return Err(AppError::unprocessable(
-                "unknown_project",
-                format!("project {} does not exist", task.project_id),
-            ));
-        }
         // Take queue room before storing anything: a full queue refuses the
         // task outright instead of storing one that can never run.
         let admission = if dispatch {
@@ -142,7 +136,12 @@ impl TaskService {
         } else {
             None
         };
-        self.db.insert_task(&task).await?;
+        if !self.db.insert_task(&task).await? {
+            return Err(AppError::unprocessable(
+                "unknown_project",
+                format!("project {} does not exist", task.project_id),
+            ));
+        }
         self.events.publish(&Event::TaskCreated(task.clone()));
         self.metrics.task_created();
         if let Some(admission) = admission {
@@ -441,8 +440,9 @@ impl TaskService {
             let Some(next) = decide(&stored.task)? else {
                 return Ok(None);
             };
-            if self.db.replace_task(&next, stored.rev).await?.is_some() {
-                return Ok(Some(next));
+            let write = TaskWrite::from_stored(&stored, next);
+            if self.db.replace_task(&write).await? {
+                return Ok(Some(write.next));
             }
         }
         Err(AppError::Conflict(format!(

@@ -9,13 +9,16 @@
 //! every rule below is idempotent, and a result may arrive before its
 //! `started`.
 
-use chrono::Utc;
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
 use vapora_shared::wire::TaskReport;
-use vapora_shared::{AgentId, Event, Task, TaskId, TaskProgress, TaskStatus};
+use vapora_shared::{AgentId, Event, Task, TaskId, TaskProgress, TaskResult, TaskStatus};
 
 use super::TaskService;
-use super::tasks::{move_to, record_outcome};
+use super::tasks::{MAX_WRITE_RACES, move_to, record_outcome};
 use crate::error::AppError;
+use crate::storage::{TaskWrite, Transition};
 
 /// What a report did.
 #[derive(Debug)]
@@ -49,68 +52,147 @@ impl TaskService {
     }
 
     /// Records that the broker acknowledged these attempts (one
-    /// transaction). Attempts no longer current are skipped. The mark is
-    /// bookkeeping, not a move, so it is not announced on the WebSocket.
-    pub async fn mark_dispatched(&self, attempts: &[(TaskId, u32)]) -> Result<usize, AppError> {
-        Ok(self.db.mark_dispatched(attempts, Utc::now()).await?)
+    /// transaction). Attempts no longer current, or already started, are
+    /// skipped. The mark is bookkeeping, not a move, so it is not announced
+    /// on the WebSocket.
+    pub async fn mark_dispatched(&self, attempts: &[(TaskId, u32)]) -> Result<(), AppError> {
+        // Workers' first reports race with the mark; a conflict means some
+        // of them got there first, and the next try skips those.
+        for _ in 0..MAX_WRITE_RACES {
+            if self.db.mark_dispatched(attempts, Utc::now()).await? {
+                return Ok(());
+            }
+        }
+        Err(AppError::Conflict("dispatch marks kept conflicting".into()))
     }
 
     /// Applies one worker report.
     pub async fn apply_report(&self, report: &TaskReport) -> Result<ReportOutcome, AppError> {
-        let (id, attempt) = (report.task_id(), report.attempt());
-        let now = Utc::now();
+        if let TaskReport::Progress { .. } = report {
+            self.publish_progress(report);
+            return Ok(ReportOutcome::Unchanged);
+        }
         let mut stale = false;
-        let change = match report {
-            TaskReport::Progress {
-                project_id,
-                agent_id,
-                seq,
-                chunk,
-                ..
-            } => {
-                // Not checked against the stored attempt (a read per chunk);
-                // the event names its attempt for dashboards to match.
-                self.events.publish(&Event::TaskProgress(TaskProgress {
-                    task_id: id,
-                    project_id: *project_id,
-                    attempt,
-                    agent_id: agent_id.clone(),
-                    seq: *seq,
-                    chunk: chunk.clone(),
-                }));
-                return Ok(ReportOutcome::Unchanged);
-            }
-            TaskReport::Started { agent_id, .. } => {
-                self.update_task(id, |task| {
-                    stale = task.attempt != attempt
-                        || !matches!(task.status, TaskStatus::Queued | TaskStatus::Running);
-                    if stale || task.assigned_agent.as_ref() == Some(agent_id) {
-                        return Ok(None);
-                    }
-                    let mut next = task.clone();
-                    if task.status == TaskStatus::Queued {
-                        move_to(&mut next, TaskStatus::Running);
-                        next.dispatched_at.get_or_insert(now);
-                        next.started_at = Some(now);
-                    }
-                    // Running already: the attempt was redelivered to another
-                    // worker after the first one went quiet.
-                    next.assigned_agent = Some(agent_id.clone());
-                    next.updated_at = now;
-                    Ok(Some(next))
+        let change = self
+            .update_task(report.task_id(), |task| {
+                let verdict = judge(report, task, Utc::now());
+                stale = matches!(verdict, Verdict::Stale);
+                Ok(match verdict {
+                    Verdict::Move(next) => Some(next),
+                    Verdict::Stale | Verdict::Unchanged => None,
                 })
-                .await
+            })
+            .await;
+        self.conclude(report, change, stale).await
+    }
+
+    /// Applies a batch of reports (in the order received) with one read
+    /// and one transaction, and answers each report as
+    /// [`Self::apply_report`] would. A task's successive moves are written
+    /// as one write that records each move in its history.
+    ///
+    /// The batch is only a shortcut: if any task changed meanwhile, or the
+    /// read or the write fails, nothing was written and the reports are
+    /// applied one by one, which re-reads on lost races and reports errors.
+    pub async fn apply_reports(&self, reports: &[TaskReport]) -> Vec<Result<ReportOutcome, AppError>> {
+        match self.judge_batch(reports).await {
+            Some(verdicts) => {
+                let mut outcomes = Vec::with_capacity(reports.len());
+                for (report, verdict) in reports.iter().zip(verdicts) {
+                    outcomes.push(match verdict {
+                        Verdict::Move(next) => self.conclude(report, Ok(Some(next)), false).await,
+                        Verdict::Stale => self.conclude(report, Ok(None), true).await,
+                        Verdict::Unchanged if matches!(report, TaskReport::Progress { .. }) => {
+                            self.publish_progress(report);
+                            Ok(ReportOutcome::Unchanged)
+                        }
+                        Verdict::Unchanged => self.conclude(report, Ok(None), false).await,
+                    });
+                }
+                outcomes
             }
-            TaskReport::Succeeded { agent_id, result, .. } => {
-                self.finish_reported(id, attempt, agent_id, Ok(result), &mut stale)
-                    .await
+            None => {
+                let mut outcomes = Vec::with_capacity(reports.len());
+                for report in reports {
+                    outcomes.push(self.apply_report(report).await);
+                }
+                outcomes
             }
-            TaskReport::Failed { agent_id, error, .. } => {
-                self.finish_reported(id, attempt, agent_id, Err(error), &mut stale)
-                    .await
+        }
+    }
+
+    /// Judges every report against the stored tasks and writes the moves in
+    /// one transaction; `None` when that did not happen (nothing written).
+    async fn judge_batch(&self, reports: &[TaskReport]) -> Option<Vec<Verdict>> {
+        let mut ids: Vec<TaskId> = reports
+            .iter()
+            .filter(|r| !matches!(r, TaskReport::Progress { .. }))
+            .map(TaskReport::task_id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Some(reports.iter().map(|_| Verdict::Unchanged).collect());
+        }
+        let mut writes: HashMap<TaskId, TaskWrite> = match self.db.get_tasks(&ids).await {
+            Ok(stored) => stored
+                .into_iter()
+                .map(|s| {
+                    let write = TaskWrite {
+                        next: s.task,
+                        expected_rev: s.rev,
+                        moves: Vec::new(),
+                    };
+                    (write.next.id, write)
+                })
+                .collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, "batch read failed; applying reports one by one");
+                return None;
             }
         };
-        let kind = report_kind(report);
+        let mut changed = HashSet::new();
+        let mut verdicts = Vec::with_capacity(reports.len());
+        for report in reports {
+            if let TaskReport::Progress { .. } = report {
+                verdicts.push(Verdict::Unchanged);
+                continue;
+            }
+            // A missing task: the one-by-one path answers not found.
+            let write = writes.get_mut(&report.task_id())?;
+            let verdict = judge(report, &write.next, Utc::now());
+            if let Verdict::Move(next) = &verdict {
+                write.moves.extend(Transition::between(Some(&write.next), next));
+                write.next = next.clone();
+                changed.insert(next.id);
+            }
+            verdicts.push(verdict);
+        }
+        let writes: Vec<TaskWrite> = writes
+            .into_values()
+            .filter(|w| changed.contains(&w.next.id))
+            .collect();
+        if writes.is_empty() {
+            return Some(verdicts);
+        }
+        match self.db.replace_tasks(&writes).await {
+            Ok(true) => Some(verdicts),
+            Ok(false) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "batch write failed; applying reports one by one");
+                None
+            }
+        }
+    }
+
+    /// Announces what a report did and records it if it was stale.
+    async fn conclude(
+        &self,
+        report: &TaskReport,
+        change: Result<Option<Task>, AppError>,
+        stale: bool,
+    ) -> Result<ReportOutcome, AppError> {
+        let (id, attempt, kind) = (report.task_id(), report.attempt(), report_kind(report));
         match self.publish_worker_change(id, attempt, kind, change)? {
             Some(task) => Ok(ReportOutcome::Applied(Box::new(task))),
             None if stale => {
@@ -122,35 +204,28 @@ impl TaskService {
         }
     }
 
-    async fn finish_reported(
-        &self,
-        id: TaskId,
-        attempt: u32,
-        agent: &AgentId,
-        outcome: Result<&vapora_shared::TaskResult, &String>,
-        stale: &mut bool,
-    ) -> Result<Option<Task>, AppError> {
-        let now = Utc::now();
-        self.update_task(id, |task| {
-            let open = matches!(task.status, TaskStatus::Queued | TaskStatus::Running);
-            // A repeat of a result already applied is a duplicate, not stale.
-            *stale =
-                task.attempt != attempt || matches!(task.status, TaskStatus::Cancelled | TaskStatus::Todo);
-            if task.attempt != attempt || !open {
-                return Ok(None);
-            }
-            let mut next = task.clone();
-            if task.status == TaskStatus::Queued {
-                // The result overtook its `started`.
-                next.dispatched_at.get_or_insert(now);
-                next.started_at = Some(now);
-            }
-            next.assigned_agent = Some(agent.clone());
-            record_outcome(&mut next, outcome);
-            next.updated_at = now;
-            Ok(Some(next))
-        })
-        .await
+    /// Streamed output goes straight to dashboards. It is not checked
+    /// against the stored attempt (a read per chunk); the event names its
+    /// attempt for dashboards to match.
+    fn publish_progress(&self, report: &TaskReport) {
+        if let TaskReport::Progress {
+            task_id,
+            project_id,
+            attempt,
+            agent_id,
+            seq,
+            chunk,
+        } = report
+        {
+            self.events.publish(&Event::TaskProgress(TaskProgress {
+                task_id: *task_id,
+                project_id: *project_id,
+                attempt: *attempt,
+                agent_id: agent_id.clone(),
+                seq: *seq,
+                chunk: chunk.clone(),
+            }));
+        }
     }
 
     /// JetStream gave up on `attempt` after `deliveries` deliveries: the
@@ -185,6 +260,68 @@ impl TaskService {
             .await;
         self.publish_worker_change(id, attempt, "dead letter", failed)
     }
+}
+
+/// What the attempt fence makes of a report, judged against a task's state.
+#[derive(Debug)]
+enum Verdict {
+    /// The task moves (or changes hands) to this state.
+    Move(Task),
+    /// Nothing to store: progress, or a repeat of something already applied.
+    Unchanged,
+    /// About an attempt the task is no longer on.
+    Stale,
+}
+
+fn judge(report: &TaskReport, task: &Task, now: DateTime<Utc>) -> Verdict {
+    let current_attempt = task.attempt == report.attempt();
+    let open = matches!(task.status, TaskStatus::Queued | TaskStatus::Running);
+    let mut next = task.clone();
+    match report {
+        TaskReport::Progress { .. } => return Verdict::Unchanged,
+        TaskReport::Started { agent_id, .. } => {
+            if !current_attempt || !open {
+                return Verdict::Stale;
+            }
+            if task.assigned_agent.as_ref() == Some(agent_id) {
+                return Verdict::Unchanged;
+            }
+            if task.status == TaskStatus::Queued {
+                move_to(&mut next, TaskStatus::Running);
+                next.dispatched_at.get_or_insert(now);
+                next.started_at = Some(now);
+            }
+            // Running already: the attempt was redelivered to another
+            // worker after the first one went quiet.
+            next.assigned_agent = Some(agent_id.clone());
+        }
+        TaskReport::Succeeded { .. } | TaskReport::Failed { .. } if !current_attempt || !open => {
+            // A repeat of a result already applied is a duplicate, not
+            // stale; a cancelled or superseded attempt is stale.
+            let superseded =
+                !current_attempt || matches!(task.status, TaskStatus::Cancelled | TaskStatus::Todo);
+            return if superseded {
+                Verdict::Stale
+            } else {
+                Verdict::Unchanged
+            };
+        }
+        TaskReport::Succeeded { agent_id, result, .. } => finish(&mut next, agent_id, Ok(result), now),
+        TaskReport::Failed { agent_id, error, .. } => finish(&mut next, agent_id, Err(error), now),
+    }
+    next.updated_at = now;
+    Verdict::Move(next)
+}
+
+/// The current attempt's outcome, reported by `agent`.
+fn finish(next: &mut Task, agent: &AgentId, outcome: Result<&TaskResult, &String>, now: DateTime<Utc>) {
+    if next.status == TaskStatus::Queued {
+        // The result overtook its `started`.
+        next.dispatched_at.get_or_insert(now);
+        next.started_at = Some(now);
+    }
+    next.assigned_agent = Some(agent.clone());
+    record_outcome(next, outcome);
 }
 
 /// Prefix of the error of a task failed because its attempt was dead-lettered.

@@ -15,7 +15,7 @@ mod tasks;
 
 pub use dead_letters::DeadLetter;
 pub use task_history::{StaleReport, Transition};
-pub use tasks::{StoredTask, TaskFilter};
+pub use tasks::{StoredTask, TaskFilter, TaskWrite};
 
 use std::sync::Arc;
 
@@ -66,8 +66,8 @@ DEFINE INDEX OVERWRITE task_role ON task FIELDS role;
 -- The board's and dashboards' most common filter.
 DEFINE INDEX OVERWRITE task_project_status ON task FIELDS project_id, status;
 
--- Every status change of a task, written by the database itself in the
--- transaction that makes the change: the audit trail that shows a task was
+-- Every status change of a task, written in the transaction that makes the
+-- change (see `storage::tasks`): the audit trail that shows a task was
 -- finished exactly once, whoever (replica, worker, person) moved it.
 DEFINE TABLE OVERWRITE task_transition SCHEMAFULL;
 DEFINE FIELD OVERWRITE task ON task_transition TYPE string;
@@ -77,16 +77,9 @@ DEFINE FIELD OVERWRITE attempt ON task_transition TYPE int;
 DEFINE FIELD OVERWRITE agent ON task_transition TYPE option<string>;
 DEFINE FIELD OVERWRITE at ON task_transition TYPE string;
 DEFINE INDEX OVERWRITE task_transition_task ON task_transition FIELDS task;
-DEFINE EVENT OVERWRITE record_transition ON task
-    WHEN $event != 'DELETE' AND $before.status != $after.status
-    THEN (CREATE task_transition:ulid() CONTENT {
-        task: record::id($after.id),
-        from_status: $before.status,
-        to_status: $after.status,
-        attempt: $after.attempt,
-        agent: $after.assigned_agent,
-        at: $after.updated_at
-    } RETURN NONE);
+-- Earlier versions wrote transitions from a table event; explicit rows cost
+-- a third as much (an event re-evaluates per write; measured 0.16 ms).
+REMOVE EVENT IF EXISTS record_transition ON task;
 DEFINE EVENT OVERWRITE forget_transitions ON task WHEN $event = 'DELETE'
     THEN (DELETE task_transition WHERE task = record::id($before.id));
 
@@ -171,4 +164,58 @@ impl Database {
         self.db.query(sql).bind(vars).await?.check()?;
         Ok(())
     }
+
+    /// Runs a `BEGIN … COMMIT` query and tells how it ended. When one
+    /// statement fails, SurrealDB reports every other one as "not executed",
+    /// so the cause is looked for among all of them.
+    async fn transact(&self, sql: &str, vars: serde_json::Value) -> Result<Transaction, StorageError> {
+        let mut errors: Vec<(usize, surrealdb::Error)> = self
+            .db
+            .query(sql)
+            .bind(vars)
+            .await?
+            .take_errors()
+            .into_iter()
+            .collect();
+        if errors.is_empty() {
+            return Ok(Transaction::Committed);
+        }
+        if let Some((_, thrown)) = errors.iter().find(|(_, e)| e.is_thrown()) {
+            return Ok(Transaction::Thrown(thrown.message().to_owned()));
+        }
+        if errors.iter().any(|(_, e)| is_conflict(e)) {
+            return Ok(Transaction::Conflict);
+        }
+        errors.sort_by_key(|(index, _)| *index);
+        let cause = errors
+            .iter()
+            .position(|(_, e)| !is_not_executed(e))
+            .unwrap_or_default();
+        Err(errors.swap_remove(cause).1.into())
+    }
+}
+
+/// How a transaction ended, short of a database failure.
+#[derive(Debug, PartialEq)]
+enum Transaction {
+    Committed,
+    /// A `THROW` in the query undid it; the thrown message.
+    Thrown(String),
+    /// Another writer's transaction touched the same records at the same
+    /// time; nothing was written and the work may be retried.
+    Conflict,
+}
+
+/// Whether the database refused a write because a concurrent transaction
+/// touched the same keys (safe to retry from a fresh read).
+fn is_conflict(e: &surrealdb::Error) -> bool {
+    matches!(
+        e.query_details(),
+        Some(surrealdb::types::QueryError::TransactionConflict)
+    ) || e.message().contains("conflict")
+}
+
+/// Whether a statement was skipped because its transaction failed elsewhere.
+fn is_not_executed(e: &surrealdb::Error) -> bool {
+    matches!(e.query_details(), Some(surrealdb::types::QueryError::NotExecuted))
 }

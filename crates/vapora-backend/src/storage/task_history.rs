@@ -1,11 +1,11 @@
-//! A task's stored history: its status transitions (written by the
-//! database's `record_transition` event, see the schema) and the worker
-//! reports that were ignored as stale.
+//! A task's stored history: its status transitions (written with every
+//! task write that changes the status, in the same transaction) and the
+//! worker reports that were ignored as stale.
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use vapora_shared::{AgentId, TaskId, TaskStatus};
+use vapora_shared::{AgentId, Task, TaskId, TaskStatus};
 
 use super::codec::from_record;
 use super::{Database, StorageError};
@@ -20,6 +20,23 @@ pub struct Transition {
     pub at: String,
 }
 
+impl Transition {
+    /// The move from `before` (`None` for a new task) to `after`, if the
+    /// status changed; stamped with `after`'s `updated_at`.
+    pub fn between(before: Option<&Task>, after: &Task) -> Option<Self> {
+        let from_status = before.map(|task| task.status);
+        (from_status != Some(after.status)).then(|| Self {
+            from_status,
+            to_status: after.status,
+            attempt: after.attempt,
+            agent: after.assigned_agent.clone(),
+            at: after
+                .updated_at
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        })
+    }
+}
+
 /// A worker report the attempt fence refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StaleReport {
@@ -30,8 +47,7 @@ pub struct StaleReport {
 }
 
 impl Database {
-    /// Every status change of the task, oldest first (`at` is the task's
-    /// `updated_at` of the write that made the change).
+    /// Every status change of the task, oldest first.
     pub async fn task_transitions(&self, task: TaskId) -> Result<Vec<Transition>, StorageError> {
         let rows = self
             .fetch_all(

@@ -11,7 +11,7 @@ use serde_json::json;
 use vapora_shared::{ProjectId, Role, Task, TaskId, TaskStatus};
 
 use super::codec::{COLUMNS, from_record, to_content};
-use super::{Database, StorageError};
+use super::{Database, StorageError, Transaction, Transition};
 
 /// A task as stored, with the revision a write must name.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -19,6 +19,29 @@ pub struct StoredTask {
     #[serde(flatten)]
     pub task: Task,
     pub rev: u64,
+}
+
+/// One compare-and-set: `next` is written if the stored revision is still
+/// `expected_rev`, and `moves` (the status changes it makes, oldest first)
+/// go into the task's history with it.
+#[derive(Debug, Clone)]
+pub struct TaskWrite {
+    pub next: Task,
+    pub expected_rev: u64,
+    pub moves: Vec<Transition>,
+}
+
+impl TaskWrite {
+    /// The write of `next`, decided from `stored`.
+    pub fn from_stored(stored: &StoredTask, next: Task) -> Self {
+        Self {
+            moves: Transition::between(Some(&stored.task), &next)
+                .into_iter()
+                .collect(),
+            expected_rev: stored.rev,
+            next,
+        }
+    }
 }
 
 /// Filters of `GET /api/v1/tasks`.
@@ -33,16 +56,26 @@ pub struct TaskFilter {
 }
 
 impl Database {
-    pub async fn insert_task(&self, task: &Task) -> Result<(), StorageError> {
+    /// Stores a new task of an existing project; `Ok(false)` when the
+    /// project does not exist (checked in the same transaction, so a
+    /// concurrent project delete cannot leave an orphan).
+    pub async fn insert_task(&self, task: &Task) -> Result<bool, StorageError> {
         let stored = StoredTask {
             task: task.clone(),
             rev: 1,
         };
-        self.execute(
-            "CREATE type::record('task', $id) CONTENT $content RETURN NONE",
-            json!({ "id": task.id, "content": to_content(&stored)? }),
-        )
-        .await
+        let sql = "BEGIN TRANSACTION;
+            IF !record::exists(type::record('project', $project)) { THROW 'unknown_project' };
+            CREATE type::record('task', $id) CONTENT $content RETURN NONE;
+            INSERT INTO task_transition $moves RETURN NONE;
+            COMMIT TRANSACTION;";
+        let vars = json!({
+            "id": task.id,
+            "project": task.project_id,
+            "content": to_content(&stored)?,
+            "moves": transition_rows(task.id, Transition::between(None, task).as_slice())?,
+        });
+        Ok(self.transact(sql, vars).await? == Transaction::Committed)
     }
 
     pub async fn get_task(&self, id: TaskId) -> Result<Option<StoredTask>, StorageError> {
@@ -63,57 +96,72 @@ impl Database {
     /// Stamps `dispatched_at` on every `(task, attempt)` whose task is still
     /// queued on that attempt and not yet marked, in one transaction. The
     /// revision moves on as with any write, so a concurrent compare-and-set
-    /// re-reads. Returns how many were marked.
+    /// re-reads. `false` when the transaction conflicted with another
+    /// writer's and marked nothing.
     pub async fn mark_dispatched(
         &self,
         attempts: &[(TaskId, u32)],
         at: DateTime<Utc>,
-    ) -> Result<usize, StorageError> {
+    ) -> Result<bool, StorageError> {
         let items: Vec<_> = attempts
             .iter()
             .map(|(id, attempt)| json!({ "id": id, "attempt": attempt }))
             .collect();
-        let rows = self
-            .fetch_all(
-                "array::flatten(array::map($items, |$t| (
-                    UPDATE type::record('task', $t.id)
-                        SET dispatched_at = $at, updated_at = $at, rev += 1
-                        WHERE status = 'queued' AND attempt = $t.attempt AND dispatched_at IS NONE
-                        RETURN VALUE true
-                )))",
-                json!({ "items": items, "at": at }),
-            )
-            .await?;
-        Ok(rows.len())
+        let sql = "BEGIN TRANSACTION;
+            FOR $t IN $items {
+                UPDATE type::record('task', $t.id)
+                    SET dispatched_at = $at, updated_at = $at, rev += 1
+                    WHERE status = 'queued' AND attempt = $t.attempt AND dispatched_at IS NONE
+                    RETURN NONE;
+            };
+            COMMIT TRANSACTION;";
+        Ok(self.transact(sql, json!({ "items": items, "at": at })).await? == Transaction::Committed)
     }
 
-    /// Writes `next` if the stored revision is still `expected_rev`; returns
-    /// the stored form on success and `None` when another writer got there
-    /// first (or the task is gone).
-    pub async fn replace_task(
-        &self,
-        next: &Task,
-        expected_rev: u64,
-    ) -> Result<Option<StoredTask>, StorageError> {
-        let stored = StoredTask {
-            task: next.clone(),
-            rev: expected_rev + 1,
-        };
-        let written = self
-            .fetch_all(
-                "UPDATE type::record('task', $id) CONTENT $content WHERE rev = $rev RETURN true",
-                json!({ "id": next.id, "rev": expected_rev, "content": to_content(&stored)? }),
-            )
-            .await;
-        match written {
-            Ok(rows) => Ok((!rows.is_empty()).then_some(stored)),
-            // Another writer's transaction touched the record at the same
-            // time: the same outcome as a changed `rev`, a lost race.
-            Err(StorageError::Database(e)) if is_conflict(&e) => {
-                tracing::debug!(task = %next.id, "write conflict; re-reading");
-                Ok(None)
+    /// Makes one compare-and-set write; `false` when another writer got
+    /// there first (or the task is gone).
+    pub async fn replace_task(&self, write: &TaskWrite) -> Result<bool, StorageError> {
+        self.replace_tasks(std::slice::from_ref(write)).await
+    }
+
+    /// Makes several compare-and-set writes in one transaction, all or
+    /// nothing. Returns whether they were made; `false` means some task
+    /// changed meanwhile (or the transaction conflicted with another
+    /// writer's), and nothing was written. Each task appears at most once.
+    pub async fn replace_tasks(&self, writes: &[TaskWrite]) -> Result<bool, StorageError> {
+        let mut items = Vec::with_capacity(writes.len());
+        let mut moves = Vec::new();
+        for write in writes {
+            let stored = StoredTask {
+                task: write.next.clone(),
+                rev: write.expected_rev + 1,
+            };
+            items.push(
+                json!({ "id": write.next.id, "rev": write.expected_rev, "content": to_content(&stored)? }),
+            );
+            moves.extend(transition_rows(write.next.id, &write.moves)?);
+        }
+        // Without the explicit transaction every statement would commit on
+        // its own, and a conflict half-way would leave half the batch
+        // written. The THROW undoes the batch when a revision moved on.
+        let sql = "BEGIN TRANSACTION;
+            LET $written = array::flatten(array::map($items, |$w| (
+                UPDATE type::record('task', $w.id) CONTENT $w.content WHERE rev = $w.rev RETURN VALUE true
+            )));
+            IF array::len($written) != array::len($items) { THROW 'lost_race' };
+            INSERT INTO task_transition $moves RETURN NONE;
+            COMMIT TRANSACTION;";
+        // A changed revision, or another writer's transaction touched the
+        // same records at the same time: a lost race either way.
+        match self
+            .transact(sql, json!({ "items": items, "moves": moves }))
+            .await?
+        {
+            Transaction::Committed => Ok(true),
+            lost => {
+                tracing::debug!(writes = writes.len(), ?lost, "lost a write race");
+                Ok(false)
             }
-            Err(e) => Err(e),
         }
     }
 
@@ -184,52 +232,138 @@ impl Database {
     }
 }
 
-/// Whether the database refused a write because a concurrent transaction
-/// touched the same keys (safe to retry from a fresh read).
-fn is_conflict(e: &surrealdb::Error) -> bool {
-    matches!(
-        e.query_details(),
-        Some(surrealdb::types::QueryError::TransactionConflict)
-    ) || e.message().contains("conflict")
+/// A history row: the task it belongs to and the move.
+#[derive(Serialize)]
+struct TransitionRow<'a> {
+    task: TaskId,
+    #[serde(flatten)]
+    transition: &'a Transition,
+}
+
+fn transition_rows(task: TaskId, moves: &[Transition]) -> Result<Vec<serde_json::Value>, StorageError> {
+    moves
+        .iter()
+        .map(|transition| to_content(&TransitionRow { task, transition }))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vapora_shared::{NewTask, Priority};
+    use vapora_shared::{NewProject, NewTask, Priority};
 
-    fn queued_task() -> Task {
-        let mut task = NewTask {
-            project_id: ProjectId::new(),
-            title: "t".into(),
+    /// A database with one project, and a maker of queued tasks in it.
+    async fn setup() -> (Database, impl Fn() -> Task) {
+        let db = Database::connect("mem://").await.unwrap();
+        let project = NewProject {
+            name: "p".into(),
             description: String::new(),
-            role: Role::parse("developer").unwrap(),
-            priority: Priority::Medium,
-            requires_approval: false,
-            dispatch: true,
         }
-        .into_task(Utc::now())
+        .into_project(Utc::now())
         .unwrap();
-        task.status = TaskStatus::Queued;
-        task.attempt = 1;
-        task
+        db.insert_project(&project).await.unwrap();
+        let queued_task = move || {
+            let mut task = NewTask {
+                project_id: project.id,
+                title: "t".into(),
+                description: String::new(),
+                role: Role::parse("developer").unwrap(),
+                priority: Priority::Medium,
+                requires_approval: false,
+                dispatch: true,
+            }
+            .into_task(Utc::now())
+            .unwrap();
+            task.status = TaskStatus::Queued;
+            task.attempt = 1;
+            task
+        };
+        (db, queued_task)
+    }
+
+    fn moved(stored: &StoredTask, to: TaskStatus) -> TaskWrite {
+        let mut next = stored.task.clone();
+        next.status = to;
+        next.updated_at = Utc::now();
+        TaskWrite::from_stored(stored, next)
+    }
+
+    #[tokio::test]
+    async fn a_task_of_an_unknown_project_is_not_stored() {
+        let (db, queued_task) = setup().await;
+        let mut orphan = queued_task();
+        orphan.project_id = ProjectId::new();
+        assert!(!db.insert_task(&orphan).await.unwrap());
+        assert!(db.get_task(orphan.id).await.unwrap().is_none());
+        assert!(db.task_transitions(orphan.id).await.unwrap().is_empty());
     }
 
     #[tokio::test]
     async fn batch_reads_and_dispatch_marks_respect_the_attempt() {
-        let db = Database::connect("mem://").await.unwrap();
+        let (db, queued_task) = setup().await;
         let (a, b) = (queued_task(), queued_task());
-        db.insert_task(&a).await.unwrap();
-        db.insert_task(&b).await.unwrap();
+        assert!(db.insert_task(&a).await.unwrap());
+        assert!(db.insert_task(&b).await.unwrap());
         let read = db.get_tasks(&[a.id, b.id, TaskId::new()]).await.unwrap();
         assert_eq!(read.len(), 2);
 
         // b's attempt is stale: only a is marked, once.
         let at = Utc::now();
-        assert_eq!(db.mark_dispatched(&[(a.id, 1), (b.id, 2)], at).await.unwrap(), 1);
-        assert_eq!(db.mark_dispatched(&[(a.id, 1)], at).await.unwrap(), 0);
+        assert!(db.mark_dispatched(&[(a.id, 1), (b.id, 2)], at).await.unwrap());
+        assert!(db.mark_dispatched(&[(a.id, 1)], Utc::now()).await.unwrap());
         let a = db.get_task(a.id).await.unwrap().unwrap();
         assert_eq!((a.task.dispatched_at, a.rev), (Some(at), 2));
         assert_eq!(db.get_task(b.id).await.unwrap().unwrap().task.dispatched_at, None);
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_writes_is_all_or_nothing_and_records_each_move() {
+        let (db, queued_task) = setup().await;
+        let (a, b) = (queued_task(), queued_task());
+        db.insert_task(&a).await.unwrap();
+        db.insert_task(&b).await.unwrap();
+        let stored_a = db.get_task(a.id).await.unwrap().unwrap();
+        let stored_b = db.get_task(b.id).await.unwrap().unwrap();
+
+        // b changes behind the batch's back: nothing of the batch is written.
+        assert!(
+            db.replace_task(&moved(&stored_b, TaskStatus::Cancelled))
+                .await
+                .unwrap()
+        );
+        let batch = [
+            moved(&stored_a, TaskStatus::Running),
+            moved(&stored_b, TaskStatus::Running),
+        ];
+        assert!(!db.replace_tasks(&batch).await.unwrap());
+        assert_eq!(db.get_task(a.id).await.unwrap().unwrap().rev, 1);
+        assert_eq!(db.task_transitions(a.id).await.unwrap().len(), 1);
+
+        // Two moves in one write: both are in the history, in order.
+        let mut write = moved(&stored_a, TaskStatus::Running);
+        let running = write.next.clone();
+        write.next.status = TaskStatus::Done;
+        write.next.updated_at = Utc::now();
+        write
+            .moves
+            .extend(Transition::between(Some(&running), &write.next));
+        assert!(db.replace_tasks(&[write]).await.unwrap());
+        let stored = db.get_task(a.id).await.unwrap().unwrap();
+        assert_eq!((stored.task.status, stored.rev), (TaskStatus::Done, 2));
+        let history: Vec<_> = db
+            .task_transitions(a.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.from_status, t.to_status))
+            .collect();
+        assert_eq!(
+            history,
+            [
+                (None, TaskStatus::Queued),
+                (Some(TaskStatus::Queued), TaskStatus::Running),
+                (Some(TaskStatus::Running), TaskStatus::Done)
+            ]
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! queued or running when it stopped runs again.
 
 use serde_json::json;
+use vapora_backend::storage::TaskWrite;
 use vapora_llm_router::testing::{FakeProvider, Script};
 use vapora_shared::{TaskId, TaskStatus};
 
@@ -47,12 +48,11 @@ async fn restart_keeps_data_and_requeues_interrupted_work() {
         assert_eq!((stored.task.status, stored.task.attempt), (TaskStatus::Queued, 2));
         // Simulate a crash on top: a task left `running` with no worker.
         let queued_id: TaskId = queued["id"].as_str().unwrap().parse().unwrap();
-        let mut crashed = db.get_task(queued_id).await.unwrap().unwrap();
-        crashed.task.status = TaskStatus::Running;
-        db.replace_task(&crashed.task, crashed.rev)
-            .await
-            .unwrap()
-            .expect("write");
+        let stored = db.get_task(queued_id).await.unwrap().unwrap();
+        let mut crashed = stored.task.clone();
+        crashed.status = TaskStatus::Running;
+        let write = TaskWrite::from_stored(&stored, crashed);
+        assert!(db.replace_task(&write).await.unwrap(), "write");
     }
 
     // Second life, with a fast model: everything is there and the
