@@ -78,7 +78,7 @@ impl TaskService {
                 let verdict = judge(report, task, Utc::now());
                 stale = matches!(verdict, Verdict::Stale);
                 Ok(match verdict {
-                    Verdict::Move(next) => Some(next),
+                    Verdict::Move(next) => Some(*next),
                     Verdict::Stale | Verdict::Unchanged => None,
                 })
             })
@@ -100,7 +100,7 @@ impl TaskService {
                 let mut outcomes = Vec::with_capacity(reports.len());
                 for (report, verdict) in reports.iter().zip(verdicts) {
                     outcomes.push(match verdict {
-                        Verdict::Move(next) => self.conclude(report, Ok(Some(next)), false).await,
+                        Verdict::Move(next) => self.conclude(report, Ok(Some(*next)), false).await,
                         Verdict::Stale => self.conclude(report, Ok(None), true).await,
                         Verdict::Unchanged if matches!(report, TaskReport::Progress { .. }) => {
                             self.publish_progress(report);
@@ -163,7 +163,7 @@ impl TaskService {
             let verdict = judge(report, &write.next, Utc::now());
             if let Verdict::Move(next) = &verdict {
                 write.moves.extend(Transition::between(Some(&write.next), next));
-                write.next = next.clone();
+                write.next = (**next).clone();
                 changed.insert(next.id);
             }
             verdicts.push(verdict);
@@ -266,7 +266,7 @@ impl TaskService {
 #[derive(Debug)]
 enum Verdict {
     /// The task moves (or changes hands) to this state.
-    Move(Task),
+    Move(Box<Task>),
     /// Nothing to store: progress, or a repeat of something already applied.
     Unchanged,
     /// About an attempt the task is no longer on.
@@ -310,7 +310,7 @@ fn judge(report: &TaskReport, task: &Task, now: DateTime<Utc>) -> Verdict {
         TaskReport::Failed { agent_id, error, .. } => finish(&mut next, agent_id, Err(error), now),
     }
     next.updated_at = now;
-    Verdict::Move(next)
+    Verdict::Move(Box::new(next))
 }
 
 /// The current attempt's outcome, reported by `agent`.
