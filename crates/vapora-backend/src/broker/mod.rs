@@ -59,6 +59,9 @@ pub struct BrokerError {
 pub async fn connect(url: &str) -> Result<async_nats::Client, BrokerError> {
     async_nats::ConnectOptions::new()
         .name("vapora-backend")
+        // Our own replicated events would otherwise come back to us, one
+        // copy per event, only to be dropped (see `replication`).
+        .no_echo()
         .retry_on_initial_connect()
         .connect(url)
         .await

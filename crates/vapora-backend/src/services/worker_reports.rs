@@ -18,7 +18,7 @@ use vapora_shared::{AgentId, Event, Task, TaskId, TaskProgress, TaskResult, Task
 use super::TaskService;
 use super::tasks::{MAX_WRITE_RACES, move_to, record_outcome};
 use crate::error::AppError;
-use crate::storage::{TaskWrite, Transition};
+use crate::storage::TaskWrite;
 
 /// What a report did.
 #[derive(Debug)]
@@ -137,14 +137,7 @@ impl TaskService {
         let mut writes: HashMap<TaskId, TaskWrite> = match self.db.get_tasks(&ids).await {
             Ok(stored) => stored
                 .into_iter()
-                .map(|s| {
-                    let write = TaskWrite {
-                        next: s.task,
-                        expected_rev: s.rev,
-                        moves: Vec::new(),
-                    };
-                    (write.next.id, write)
-                })
+                .map(|s| (s.task.id, TaskWrite::unchanged(s)))
                 .collect(),
             Err(e) => {
                 tracing::debug!(error = %e, "batch read failed; applying reports one by one");
@@ -162,8 +155,7 @@ impl TaskService {
             let write = writes.get_mut(&report.task_id())?;
             let verdict = judge(report, &write.next, Utc::now());
             if let Verdict::Move(next) = &verdict {
-                write.moves.extend(Transition::between(Some(&write.next), next));
-                write.next = (**next).clone();
+                write.then((**next).clone());
                 changed.insert(next.id);
             }
             verdicts.push(verdict);

@@ -66,22 +66,21 @@ DEFINE INDEX OVERWRITE task_role ON task FIELDS role;
 -- The board's and dashboards' most common filter.
 DEFINE INDEX OVERWRITE task_project_status ON task FIELDS project_id, status;
 
--- Every status change of a task, written in the transaction that makes the
--- change (see `storage::tasks`): the audit trail that shows a task was
--- finished exactly once, whoever (replica, worker, person) moved it.
-DEFINE TABLE OVERWRITE task_transition SCHEMAFULL;
-DEFINE FIELD OVERWRITE task ON task_transition TYPE string;
-DEFINE FIELD OVERWRITE from_status ON task_transition TYPE option<string>;
-DEFINE FIELD OVERWRITE to_status ON task_transition TYPE string;
-DEFINE FIELD OVERWRITE attempt ON task_transition TYPE int;
-DEFINE FIELD OVERWRITE agent ON task_transition TYPE option<string>;
-DEFINE FIELD OVERWRITE at ON task_transition TYPE string;
-DEFINE INDEX OVERWRITE task_transition_task ON task_transition FIELDS task;
--- Earlier versions wrote transitions from a table event; explicit rows cost
--- a third as much (an event re-evaluates per write; measured 0.16 ms).
+-- Every status change of the task, oldest first, written by the same
+-- compare-and-set that makes the change: the audit trail that shows a task
+-- was finished exactly once, whoever (replica, worker, person) moved it.
+-- Kept in the record rather than a table of its own: a row per move cost a
+-- statement per move (measured: 0.17 ms against 0.03 ms in the record).
+DEFINE FIELD OVERWRITE history ON task TYPE array<object> DEFAULT [];
+DEFINE FIELD OVERWRITE history[*].from_status ON task TYPE option<string>;
+DEFINE FIELD OVERWRITE history[*].to_status ON task TYPE string;
+DEFINE FIELD OVERWRITE history[*].attempt ON task TYPE int;
+DEFINE FIELD OVERWRITE history[*].agent ON task TYPE option<string>;
+DEFINE FIELD OVERWRITE history[*].at ON task TYPE string;
+-- Earlier builds kept the history in a `task_transition` table written by
+-- events; the events go (they would keep writing it), the rows stay.
 REMOVE EVENT IF EXISTS record_transition ON task;
-DEFINE EVENT OVERWRITE forget_transitions ON task WHEN $event = 'DELETE'
-    THEN (DELETE task_transition WHERE task = record::id($before.id));
+REMOVE EVENT IF EXISTS forget_transitions ON task;
 
 -- Worker reports that arrived for an attempt the task was no longer on.
 DEFINE TABLE OVERWRITE stale_report SCHEMAFULL;

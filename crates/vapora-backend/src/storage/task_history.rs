@@ -1,6 +1,6 @@
-//! A task's stored history: its status transitions (written with every
-//! task write that changes the status, in the same transaction) and the
-//! worker reports that were ignored as stale.
+//! A task's stored history: its status transitions (kept in the task
+//! record, see `storage::tasks`) and the worker reports that were ignored as
+//! stale.
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -49,14 +49,7 @@ pub struct StaleReport {
 impl Database {
     /// Every status change of the task, oldest first.
     pub async fn task_transitions(&self, task: TaskId) -> Result<Vec<Transition>, StorageError> {
-        let rows = self
-            .fetch_all(
-                "SELECT from_status, to_status, attempt, agent, at, <datetime>at AS ts
-                 FROM task_transition WHERE task = $task ORDER BY ts",
-                json!({ "task": task }),
-            )
-            .await?;
-        rows.into_iter().map(from_record).collect()
+        Ok(self.get_task(task).await?.map(|s| s.history).unwrap_or_default())
     }
 
     pub async fn record_stale_report(

@@ -13,34 +13,51 @@ use vapora_shared::{ProjectId, Role, Task, TaskId, TaskStatus};
 use super::codec::{COLUMNS, from_record, to_content};
 use super::{Database, StorageError, Transaction, Transition};
 
-/// A task as stored, with the revision a write must name.
+/// A task as stored: with the revision a write must name, and its status
+/// moves so far, oldest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredTask {
     #[serde(flatten)]
     pub task: Task,
     pub rev: u64,
+    #[serde(default)]
+    pub history: Vec<Transition>,
 }
 
+/// Columns of a [`Task`] alone (the history is read only where needed).
+const TASK_COLUMNS: &str = "*, record::id(id) AS id OMIT history";
+
 /// One compare-and-set: `next` is written if the stored revision is still
-/// `expected_rev`, and `moves` (the status changes it makes, oldest first)
-/// go into the task's history with it.
+/// `expected_rev`, together with the task's `history` including the moves
+/// that lead to `next`.
 #[derive(Debug, Clone)]
 pub struct TaskWrite {
     pub next: Task,
     pub expected_rev: u64,
-    pub moves: Vec<Transition>,
+    pub history: Vec<Transition>,
 }
 
 impl TaskWrite {
+    /// A write that changes nothing yet; [`Self::then`] adds the changes.
+    pub fn unchanged(stored: StoredTask) -> Self {
+        Self {
+            next: stored.task,
+            expected_rev: stored.rev,
+            history: stored.history,
+        }
+    }
+
     /// The write of `next`, decided from `stored`.
     pub fn from_stored(stored: &StoredTask, next: Task) -> Self {
-        Self {
-            moves: Transition::between(Some(&stored.task), &next)
-                .into_iter()
-                .collect(),
-            expected_rev: stored.rev,
-            next,
-        }
+        let mut write = Self::unchanged(stored.clone());
+        write.then(next);
+        write
+    }
+
+    /// Moves the write on to `next`, recording the status move if any.
+    pub fn then(&mut self, next: Task) {
+        self.history.extend(Transition::between(Some(&self.next), &next));
+        self.next = next;
     }
 }
 
@@ -63,17 +80,16 @@ impl Database {
         let stored = StoredTask {
             task: task.clone(),
             rev: 1,
+            history: Transition::between(None, task).into_iter().collect(),
         };
         let sql = "BEGIN TRANSACTION;
             IF !record::exists(type::record('project', $project)) { THROW 'unknown_project' };
             CREATE type::record('task', $id) CONTENT $content RETURN NONE;
-            INSERT INTO task_transition $moves RETURN NONE;
             COMMIT TRANSACTION;";
         let vars = json!({
             "id": task.id,
             "project": task.project_id,
             "content": to_content(&stored)?,
-            "moves": transition_rows(task.id, Transition::between(None, task).as_slice())?,
         });
         Ok(self.transact(sql, vars).await? == Transaction::Committed)
     }
@@ -129,18 +145,17 @@ impl Database {
     /// changed meanwhile (or the transaction conflicted with another
     /// writer's), and nothing was written. Each task appears at most once.
     pub async fn replace_tasks(&self, writes: &[TaskWrite]) -> Result<bool, StorageError> {
-        let mut items = Vec::with_capacity(writes.len());
-        let mut moves = Vec::new();
-        for write in writes {
-            let stored = StoredTask {
-                task: write.next.clone(),
-                rev: write.expected_rev + 1,
-            };
-            items.push(
-                json!({ "id": write.next.id, "rev": write.expected_rev, "content": to_content(&stored)? }),
-            );
-            moves.extend(transition_rows(write.next.id, &write.moves)?);
-        }
+        let items = writes
+            .iter()
+            .map(|write| {
+                let stored = StoredTask {
+                    task: write.next.clone(),
+                    rev: write.expected_rev + 1,
+                    history: write.history.clone(),
+                };
+                Ok(json!({ "id": write.next.id, "rev": write.expected_rev, "content": to_content(&stored)? }))
+            })
+            .collect::<Result<Vec<_>, StorageError>>()?;
         // Without the explicit transaction every statement would commit on
         // its own, and a conflict half-way would leave half the batch
         // written. The THROW undoes the batch when a revision moved on.
@@ -149,14 +164,10 @@ impl Database {
                 UPDATE type::record('task', $w.id) CONTENT $w.content WHERE rev = $w.rev RETURN VALUE true
             )));
             IF array::len($written) != array::len($items) { THROW 'lost_race' };
-            INSERT INTO task_transition $moves RETURN NONE;
             COMMIT TRANSACTION;";
         // A changed revision, or another writer's transaction touched the
         // same records at the same time: a lost race either way.
-        match self
-            .transact(sql, json!({ "items": items, "moves": moves }))
-            .await?
-        {
+        match self.transact(sql, json!({ "items": items })).await? {
             Transaction::Committed => Ok(true),
             lost => {
                 tracing::debug!(writes = writes.len(), ?lost, "lost a write race");
@@ -193,7 +204,7 @@ impl Database {
         } else {
             ""
         };
-        let sql = format!("SELECT {COLUMNS} FROM task {hint} {where_clause} ORDER BY id LIMIT $limit");
+        let sql = format!("SELECT {TASK_COLUMNS} FROM task {hint} {where_clause} ORDER BY id LIMIT $limit");
         let vars = json!({
             "project_id": filter.project_id,
             "status": filter.status,
@@ -207,7 +218,7 @@ impl Database {
 
     /// Every task of a project, in creation order.
     pub async fn project_tasks(&self, project_id: ProjectId) -> Result<Vec<Task>, StorageError> {
-        let sql = format!("SELECT {COLUMNS} FROM task WHERE project_id = $project_id ORDER BY id");
+        let sql = format!("SELECT {TASK_COLUMNS} FROM task WHERE project_id = $project_id ORDER BY id");
         let rows = self.fetch_all(&sql, json!({ "project_id": project_id })).await?;
         rows.into_iter().map(from_record).collect()
     }
@@ -230,21 +241,6 @@ impl Database {
             .await?;
         Ok(!rows.is_empty())
     }
-}
-
-/// A history row: the task it belongs to and the move.
-#[derive(Serialize)]
-struct TransitionRow<'a> {
-    task: TaskId,
-    #[serde(flatten)]
-    transition: &'a Transition,
-}
-
-fn transition_rows(task: TaskId, moves: &[Transition]) -> Result<Vec<serde_json::Value>, StorageError> {
-    moves
-        .iter()
-        .map(|transition| to_content(&TransitionRow { task, transition }))
-        .collect()
 }
 
 #[cfg(test)]
@@ -341,12 +337,10 @@ mod tests {
 
         // Two moves in one write: both are in the history, in order.
         let mut write = moved(&stored_a, TaskStatus::Running);
-        let running = write.next.clone();
-        write.next.status = TaskStatus::Done;
-        write.next.updated_at = Utc::now();
-        write
-            .moves
-            .extend(Transition::between(Some(&running), &write.next));
+        let mut done = write.next.clone();
+        done.status = TaskStatus::Done;
+        done.updated_at = Utc::now();
+        write.then(done);
         assert!(db.replace_tasks(&[write]).await.unwrap());
         let stored = db.get_task(a.id).await.unwrap().unwrap();
         assert_eq!((stored.task.status, stored.rev), (TaskStatus::Done, 2));
