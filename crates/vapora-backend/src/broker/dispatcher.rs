@@ -4,25 +4,29 @@
 //! Each attempt carries `Nats-Msg-Id: <task>.<attempt>`, so publishing it
 //! again (a retry after a lost ack, a restart before the mark was stored)
 //! is dropped by JetStream's duplicate window. A task is marked dispatched
-//! only after JetStream acked its attempt, and the queue entry — with its
-//! unit of queue capacity — is released only then: while the broker is
-//! unreachable the dispatcher retries with backoff, the rest wait in the
-//! queue, and a full queue makes the API answer 503.
+//! only after JetStream acked its attempt ([`super::dispatch_marks`]), and
+//! the queue entry — with its unit of queue capacity — is released only
+//! then: while the broker is unreachable the dispatcher retries with
+//! backoff, the rest wait in the queue, and a full queue makes the API
+//! answer 503.
 //!
 //! The dispatcher works in batches of whatever is waiting (up to [`BATCH`]):
-//! one database read for the batch, the publishes pipelined on the
-//! connection in priority order, and one transaction marking them all. Under
-//! load that is three round trips per batch instead of per task; with one
-//! task waiting it is the same as one at a time.
+//! one database read for the batch and the publishes pipelined on the
+//! connection in priority order. Under load that is one round trip per batch
+//! instead of per task; with one task waiting it is the same as one at a
+//! time.
 
 use std::time::Duration;
 
 use async_nats::jetstream::context::PublishAckFuture;
 use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vapora_shared::wire::{MSG_ID_HEADER, TaskAttempt, attempt_msg_id, task_subject};
 use vapora_shared::{Role, Task, TaskId};
 
+use super::dispatch_marks::Acked;
 use super::{BrokerContext, pause};
 use crate::api::task_queue::QueuedTask;
 
@@ -37,7 +41,7 @@ struct Outgoing {
     attempt: TaskAttempt,
 }
 
-pub async fn run(ctx: BrokerContext, role: Role, stop: CancellationToken) {
+pub async fn run(ctx: BrokerContext, role: Role, marks: mpsc::Sender<Acked>, stop: CancellationToken) {
     let subject = task_subject(&role);
     loop {
         let batch = tokio::select! {
@@ -72,16 +76,21 @@ pub async fn run(ctx: BrokerContext, role: Role, stop: CancellationToken) {
             })
             .collect();
         let (sent, stopped) = publish_until_acked(&ctx, &subject, outgoing, &stop).await;
-        let marks: Vec<(TaskId, u32)> = sent
+        let attempts: Vec<(TaskId, u32)> = sent
             .iter()
             .map(|o| (o.attempt.task_id, o.attempt.attempt))
             .collect();
-        if let Err(e) = ctx.tasks.mark_dispatched(&marks).await {
-            // JetStream has the attempts and the workers' reports will move
-            // the tasks; only the mark is missing, and a restart re-publishes
-            // them (deduplicated within the window).
-            tracing::warn!(tasks = marks.len(), error = %e, "dispatched, but could not record it");
+        let at = Utc::now();
+        ctx.tasks.note_dispatched(&attempts, at);
+        let acked = Acked {
+            attempts,
+            at,
+            since: Instant::now(),
+        };
+        if marks.send(acked).await.is_err() {
+            return;
         }
+        // JetStream has them: their queue entries (and capacity) go.
         drop(sent);
         if stopped {
             return;

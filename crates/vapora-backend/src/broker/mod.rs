@@ -3,7 +3,8 @@
 //! set. `docs/protocol.md` is the contract with the workers.
 //!
 //! - [`dispatcher`]: per role, the queue's most urgent entry is published to
-//!   `vapora.tasks.<role>`, and marked dispatched once JetStream acked it.
+//!   `vapora.tasks.<role>`, and marked dispatched ([`dispatch_marks`]) once
+//!   JetStream acked it.
 //! - [`reports`]: the durable consumer of workers' reports, applied through
 //!   the attempt fence.
 //! - [`heartbeats`]: agent servers' heartbeats into the agent registry.
@@ -16,6 +17,7 @@
 //! the API keeps serving and tasks wait in the bounded queue (503 once full).
 
 pub mod dead_letters;
+pub mod dispatch_marks;
 pub mod dispatcher;
 pub mod heartbeats;
 pub mod replication;
@@ -33,6 +35,11 @@ use crate::api::task_queue::SharedTaskQueue;
 use crate::events::EventBus;
 use crate::services::TaskService;
 use crate::swarm::registry::AgentRegistry;
+
+/// Acknowledged batches waiting for their marks, at most; dispatchers wait
+/// beyond it. Batches are small when the load is light, so this is sized
+/// for a grace period of one-task batches at 1,000+ tasks/s.
+const MARK_BACKLOG: usize = 8_192;
 
 /// What the broker-side tasks share; cheap to clone.
 #[derive(Debug, Clone)]
@@ -87,8 +94,17 @@ pub fn spawn(ctx: BrokerContext, tracker: &TaskTracker, stop: CancellationToken)
             return;
         }
         tracing::info!("JetStream topology ready; dispatching over the broker");
+        // Only the dispatchers hold senders: the marker ends after them,
+        // once their last marks are stored.
+        let (marks, acked) = tokio::sync::mpsc::channel(MARK_BACKLOG);
+        inner.spawn(dispatch_marks::run(ctx.clone(), acked, stop.clone()));
         for role in ctx.roles.roles() {
-            inner.spawn(dispatcher::run(ctx.clone(), role.clone(), stop.clone()));
+            inner.spawn(dispatcher::run(
+                ctx.clone(),
+                role.clone(),
+                marks.clone(),
+                stop.clone(),
+            ));
         }
         inner.spawn(reports::run(ctx.clone(), stop.clone()));
         inner.spawn(dead_letters::run(ctx.clone(), stop.clone()));

@@ -19,6 +19,7 @@ use vapora_shared::{
     AgentId, Event, NewTask, Project, Task, TaskId, TaskPatch, TaskResult, TaskStatus, TransitionError,
 };
 
+use super::dispatch_times::DispatchTimes;
 use crate::api::task_queue::{Admission, SharedTaskQueue};
 use crate::error::AppError;
 use crate::events::EventBus;
@@ -37,6 +38,7 @@ pub struct TaskService {
     roles: RoleCatalog,
     pub(super) running: RunningTasks,
     metrics: Metrics,
+    pub(super) dispatch_times: DispatchTimes,
 }
 
 /// One page of `GET /api/v1/tasks`.
@@ -93,6 +95,7 @@ impl TaskService {
             roles,
             running,
             metrics,
+            dispatch_times: DispatchTimes::default(),
         }
     }
 

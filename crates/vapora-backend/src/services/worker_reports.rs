@@ -51,15 +51,26 @@ impl TaskService {
             .collect())
     }
 
-    /// Records that the broker acknowledged these attempts (one
+    /// The broker acknowledged these attempts at `at`; their marks follow
+    /// ([`Self::mark_dispatched`]).
+    pub fn note_dispatched(&self, attempts: &[(TaskId, u32)], at: DateTime<Utc>) {
+        self.dispatch_times.record(attempts, at);
+    }
+
+    /// Stores that the broker acknowledged these attempts at `at` (one
     /// transaction). Attempts no longer current, or already started, are
     /// skipped. The mark is bookkeeping, not a move, so it is not announced
     /// on the WebSocket.
-    pub async fn mark_dispatched(&self, attempts: &[(TaskId, u32)]) -> Result<(), AppError> {
-        // Workers' first reports race with the mark; a conflict means some
-        // of them got there first, and the next try skips those.
+    pub async fn mark_dispatched(
+        &self,
+        attempts: &[(TaskId, u32)],
+        at: DateTime<Utc>,
+    ) -> Result<(), AppError> {
+        // Workers' reports race with the mark; a conflict means some of
+        // them got there first, and the next try skips those.
         for _ in 0..MAX_WRITE_RACES {
-            if self.db.mark_dispatched(attempts, Utc::now()).await? {
+            if self.db.mark_dispatched(attempts, at).await? {
+                self.dispatch_times.forget(attempts);
                 return Ok(());
             }
         }
@@ -75,7 +86,7 @@ impl TaskService {
         let mut stale = false;
         let change = self
             .update_task(report.task_id(), |task| {
-                let verdict = judge(report, task, Utc::now());
+                let verdict = judge(report, task, Utc::now(), self.dispatched_at(report));
                 stale = matches!(verdict, Verdict::Stale);
                 Ok(match verdict {
                     Verdict::Move(next) => Some(*next),
@@ -153,7 +164,7 @@ impl TaskService {
             }
             // A missing task: the one-by-one path answers not found.
             let write = writes.get_mut(&report.task_id())?;
-            let verdict = judge(report, &write.next, Utc::now());
+            let verdict = judge(report, &write.next, Utc::now(), self.dispatched_at(report));
             if let Verdict::Move(next) = &verdict {
                 write.then((**next).clone());
                 changed.insert(next.id);
@@ -177,6 +188,12 @@ impl TaskService {
         }
     }
 
+    /// When the broker acknowledged the report's attempt, if its mark is
+    /// still on the way.
+    fn dispatched_at(&self, report: &TaskReport) -> Option<DateTime<Utc>> {
+        self.dispatch_times.get(report.task_id(), report.attempt())
+    }
+
     /// Announces what a report did and records it if it was stale.
     async fn conclude(
         &self,
@@ -186,7 +203,13 @@ impl TaskService {
     ) -> Result<ReportOutcome, AppError> {
         let (id, attempt, kind) = (report.task_id(), report.attempt(), report_kind(report));
         match self.publish_worker_change(id, attempt, kind, change)? {
-            Some(task) => Ok(ReportOutcome::Applied(Box::new(task))),
+            Some(task) => {
+                if task.dispatched_at.is_some() {
+                    // Stored with the move: no separate mark needed.
+                    self.dispatch_times.forget(&[(id, attempt)]);
+                }
+                Ok(ReportOutcome::Applied(Box::new(task)))
+            }
             None if stale => {
                 let agent = report_agent(report);
                 self.db.record_stale_report(id, attempt, kind, agent).await?;
@@ -265,7 +288,14 @@ enum Verdict {
     Stale,
 }
 
-fn judge(report: &TaskReport, task: &Task, now: DateTime<Utc>) -> Verdict {
+/// `dispatched_at`: when the broker acknowledged the attempt, if known and
+/// not stored yet.
+fn judge(
+    report: &TaskReport,
+    task: &Task,
+    now: DateTime<Utc>,
+    dispatched_at: Option<DateTime<Utc>>,
+) -> Verdict {
     let current_attempt = task.attempt == report.attempt();
     let open = matches!(task.status, TaskStatus::Queued | TaskStatus::Running);
     let mut next = task.clone();
@@ -280,7 +310,7 @@ fn judge(report: &TaskReport, task: &Task, now: DateTime<Utc>) -> Verdict {
             }
             if task.status == TaskStatus::Queued {
                 move_to(&mut next, TaskStatus::Running);
-                next.dispatched_at.get_or_insert(now);
+                next.dispatched_at.get_or_insert(dispatched_at.unwrap_or(now));
                 next.started_at = Some(now);
             }
             // Running already: the attempt was redelivered to another
@@ -298,18 +328,28 @@ fn judge(report: &TaskReport, task: &Task, now: DateTime<Utc>) -> Verdict {
                 Verdict::Unchanged
             };
         }
-        TaskReport::Succeeded { agent_id, result, .. } => finish(&mut next, agent_id, Ok(result), now),
-        TaskReport::Failed { agent_id, error, .. } => finish(&mut next, agent_id, Err(error), now),
+        TaskReport::Succeeded { agent_id, result, .. } => {
+            finish(&mut next, agent_id, Ok(result), dispatched_at.unwrap_or(now), now)
+        }
+        TaskReport::Failed { agent_id, error, .. } => {
+            finish(&mut next, agent_id, Err(error), dispatched_at.unwrap_or(now), now)
+        }
     }
     next.updated_at = now;
     Verdict::Move(Box::new(next))
 }
 
 /// The current attempt's outcome, reported by `agent`.
-fn finish(next: &mut Task, agent: &AgentId, outcome: Result<&TaskResult, &String>, now: DateTime<Utc>) {
+fn finish(
+    next: &mut Task,
+    agent: &AgentId,
+    outcome: Result<&TaskResult, &String>,
+    dispatched_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) {
     if next.status == TaskStatus::Queued {
         // The result overtook its `started`.
-        next.dispatched_at.get_or_insert(now);
+        next.dispatched_at.get_or_insert(dispatched_at);
         next.started_at = Some(now);
     }
     next.assigned_agent = Some(agent.clone());
