@@ -114,7 +114,7 @@ async fn main() {
         "| end to end, {E2E_TASKS} tasks, 2 agent servers | {e2e_rate:.0} tasks/s ({e2e_secs:.2} s; creating them took {create_secs:.2} s) |"
     );
     println!(
-        "| end to end / raw JetStream | {:.2} (a task is 1 attempt + 4 reports on JetStream and 4 database writes) |",
+        "| end to end / raw JetStream | {:.2} (a task is 1 attempt + 3 reports on JetStream: started, progress, result) |",
         e2e_rate / raw
     );
     println!(
