@@ -54,3 +54,26 @@ impl DispatchTimes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_per_attempt_and_go_once_forgotten() {
+        let times = DispatchTimes::default();
+        let (a, b) = (TaskId::new(), TaskId::new());
+        let at = Utc::now();
+        times.record(&[(a, 1), (b, 1)], at);
+        assert_eq!(times.get(a, 1), Some(at));
+        assert_eq!(times.get(a, 2), None, "another attempt's time is not ours");
+
+        // A report stored a's time: only b still needs a mark.
+        times.forget(&[(a, 1)]);
+        assert_eq!(times.unmarked(&[(a, 1), (b, 1)]), [(b, 1)]);
+        // Forgetting a superseded attempt leaves the current one alone.
+        times.record(&[(b, 2)], at);
+        times.forget(&[(b, 1)]);
+        assert_eq!(times.get(b, 2), Some(at));
+    }
+}

@@ -58,19 +58,31 @@ impl TaskService {
     }
 
     /// Stores that the broker acknowledged these attempts at `at` (one
-    /// transaction). Attempts no longer current, or already started, are
-    /// skipped. The mark is bookkeeping, not a move, so it is not announced
-    /// on the WebSocket.
+    /// transaction). Attempts a report of which was applied meanwhile (here,
+    /// or, as the database tells, by another replica) are skipped, as are
+    /// attempts no longer current. The mark is bookkeeping, not a move, so
+    /// it is not announced on the WebSocket.
     pub async fn mark_dispatched(
         &self,
         attempts: &[(TaskId, u32)],
         at: DateTime<Utc>,
     ) -> Result<(), AppError> {
+        let attempts = self.dispatch_times.unmarked(attempts);
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        let marked = self.store_marks(&attempts, at).await;
+        // Stored or not, the time has served: a report from now on stamps
+        // its own.
+        self.dispatch_times.forget(&attempts);
+        marked
+    }
+
+    async fn store_marks(&self, attempts: &[(TaskId, u32)], at: DateTime<Utc>) -> Result<(), AppError> {
         // Workers' reports race with the mark; a conflict means some of
         // them got there first, and the next try skips those.
         for _ in 0..MAX_WRITE_RACES {
             if self.db.mark_dispatched(attempts, at).await? {
-                self.dispatch_times.forget(attempts);
                 return Ok(());
             }
         }
