@@ -1,6 +1,7 @@
 //! Test support: a real `nats-server` with JetStream on a free port, in a
-//! temporary directory, killed when dropped; and the workspace's binaries
-//! for tests that run them as separate processes.
+//! temporary directory, killed when dropped; the workspace's binaries for
+//! tests that run them as separate processes; and [`eventually`], for
+//! waiting on what other processes do.
 //!
 //! The server binary is `$NATS_SERVER_BIN` if set, else `nats-server` on
 //! `PATH` (`scripts/test` installs one when missing).
@@ -116,4 +117,21 @@ pub fn workspace_binary(package: &str, name: &str) -> PathBuf {
     let status = build.status().expect("cargo runs");
     assert!(status.success(), "building {name} failed");
     profile_dir.join(name)
+}
+
+/// Polls `condition` every 20 ms until it holds; panics naming `what` after
+/// `secs` seconds.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+pub use vapora_agents::testing::eventually;
 use vapora_backend::api::AppState;
 use vapora_backend::startup::StartupError;
 use vapora_backend::{Application, Settings};
@@ -292,22 +293,6 @@ impl WsClient {
 
     pub async fn close(mut self) {
         let _ = self.ws.send(Message::Close(None)).await;
-    }
-}
-
-/// Polls `condition` every 20 ms until it holds (panics after `secs`).
-pub async fn eventually<F, Fut>(secs: u64, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

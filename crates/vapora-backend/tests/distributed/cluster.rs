@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+pub use vapora_agents::testing::eventually;
 use vapora_agents::testing::{NatsServer, workspace_binary};
 use vapora_llm_router::testing::{FakeProvider, Script};
 
@@ -426,21 +427,6 @@ pub fn taking(millis: u64) -> Script {
         chunks: (0..10).map(|i| format!("part{i} ")).collect(),
         chunk_delay: Duration::from_millis(millis / 10),
         ..Script::default()
-    }
-}
-
-pub async fn eventually<F, Fut>(secs: u64, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
