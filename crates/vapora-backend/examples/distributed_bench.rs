@@ -251,16 +251,17 @@ fn percentile(values: &mut [f64], p: f64) -> f64 {
     values[index]
 }
 
+/// The JSON body of the answer to `request`.
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 async fn create_project(http: &reqwest::Client, base: &str) -> String {
-    let project: Value = http
-        .post(format!("{base}/api/v1/projects"))
-        .json(&json!({"name": "bench"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let project = json_of(
+        http.post(format!("{base}/api/v1/projects"))
+            .json(&json!({"name": "bench"})),
+    )
+    .await;
     project["id"].as_str().unwrap().to_owned()
 }
 
@@ -278,16 +279,10 @@ async fn all_tasks(http: &reqwest::Client, base: &str, project: &str) -> Vec<Val
     let mut all = Vec::new();
     let mut cursor = String::new();
     loop {
-        let page: Value = http
-            .get(format!(
-                "{base}/api/v1/tasks?project_id={project}&limit=500{cursor}"
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = json_of(http.get(format!(
+            "{base}/api/v1/tasks?project_id={project}&limit=500{cursor}"
+        )))
+        .await;
         all.extend(page["items"].as_array().unwrap().iter().cloned());
         match page["next_cursor"].as_str() {
             Some(next) => cursor = format!("&cursor={next}"),
@@ -314,14 +309,7 @@ async fn done_count(http: &reqwest::Client, base: &str) -> u64 {
 
 async fn wait_for_agents(http: &reqwest::Client, base: &str) {
     for _ in 0..300 {
-        let agents: Value = http
-            .get(format!("{base}/api/v1/agents"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let agents = json_of(http.get(format!("{base}/api/v1/agents"))).await;
         if agents.as_array().is_some_and(|a| a.len() == 2) {
             return;
         }
