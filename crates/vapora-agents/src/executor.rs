@@ -1,7 +1,6 @@
 //! Runs one task attempt through a language model.
 
 use futures::StreamExt;
-use tokio_util::sync::CancellationToken;
 use vapora_llm_router::{ChatMessage, ChatRequest, LlmClient, LlmError, StreamEvent};
 use vapora_shared::wire::TaskAttempt;
 use vapora_shared::{Role, Task, TaskResult};
@@ -14,8 +13,8 @@ pub enum ExecutionError {
     UnknownRole(String),
     #[error(transparent)]
     Llm(#[from] LlmError),
-    #[error("cancelled")]
-    Cancelled,
+    #[error("the agent failed internally while running the attempt")]
+    Panicked,
 }
 
 /// What an agent is asked to do: the part of a task (or of a task attempt
@@ -65,40 +64,34 @@ pub fn build_request(roles: &RoleCatalog, task: Assignment<'_>) -> Result<ChatRe
 }
 
 /// Runs `task` and returns its result. Every streamed chunk is handed to
-/// `on_chunk` as it arrives; `cancel` aborts the call (the stream is dropped,
-/// which closes the provider connection).
+/// `on_chunk` as it arrives. Dropping the future aborts the call (the stream
+/// is dropped, which closes the provider connection).
 pub async fn execute(
     llm: &dyn LlmClient,
     roles: &RoleCatalog,
     task: Assignment<'_>,
-    cancel: &CancellationToken,
     mut on_chunk: impl FnMut(&str) + Send,
 ) -> Result<TaskResult, ExecutionError> {
     let request = build_request(roles, task)?;
-    let run = async {
-        let mut stream = llm.stream(&request).await?;
-        while let Some(event) = stream.next().await {
-            match event? {
-                StreamEvent::Delta(text) => on_chunk(&text),
-                StreamEvent::Finished(done) => {
-                    return Ok(TaskResult {
-                        output: done.text,
-                        provider: done.provider,
-                        model: done.model,
-                        tokens_in: done.usage.input_tokens,
-                        tokens_out: done.usage.output_tokens,
-                        cost_usd: done.cost_usd,
-                        attempts: done.attempts,
-                    });
-                }
+    let mut stream = llm.stream(&request).await?;
+    while let Some(event) = stream.next().await {
+        match event? {
+            StreamEvent::Delta(text) => on_chunk(&text),
+            StreamEvent::Finished(done) => {
+                return Ok(TaskResult {
+                    output: done.text,
+                    provider: done.provider,
+                    model: done.model,
+                    tokens_in: done.usage.input_tokens,
+                    tokens_out: done.usage.output_tokens,
+                    cost_usd: done.cost_usd,
+                    attempts: done.attempts,
+                    output_truncated: false,
+                });
             }
         }
-        Err(ExecutionError::Llm(LlmError::Truncated {
-            provider: llm.provider().to_owned(),
-        }))
-    };
-    tokio::select! {
-        result = run => result,
-        () = cancel.cancelled() => Err(ExecutionError::Cancelled),
     }
+    Err(ExecutionError::Llm(LlmError::Truncated {
+        provider: llm.provider().to_owned(),
+    }))
 }

@@ -58,7 +58,7 @@ impl Default for DeliveryPolicy {
 
 #[derive(Debug, thiserror::Error)]
 #[error("{name} is invalid: {value:?} ({reason})")]
-pub struct DeliveryPolicyError {
+pub struct SettingError {
     pub name: &'static str,
     pub value: String,
     pub reason: String,
@@ -69,14 +69,14 @@ impl DeliveryPolicy {
     /// `VAPORA_NATS_BACKOFF_SECS` (comma-separated) over the defaults.
     /// Every process that calls [`ensure_topology`] must agree on them, so
     /// the backend and agent servers read the same variables.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, DeliveryPolicyError> {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingError> {
         let mut policy = Self::default();
-        let invalid = |name: &'static str, value: &str, reason: &str| DeliveryPolicyError {
+        let invalid = |name: &'static str, value: &str, reason: &str| SettingError {
             name,
             value: value.to_owned(),
             reason: reason.to_owned(),
         };
-        let secs = |name: &'static str, value: &str| -> Result<Duration, DeliveryPolicyError> {
+        let secs = |name: &'static str, value: &str| -> Result<Duration, SettingError> {
             let secs: f64 = value
                 .trim()
                 .parse()
@@ -175,8 +175,14 @@ pub fn role_consumer_config(role: &Role, delivery: &DeliveryPolicy) -> pull::Con
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("JetStream topology: {0}")]
-pub struct TopologyError(String);
+pub enum TopologyError {
+    #[error("JetStream stream: {0}")]
+    CreateStream(#[from] async_nats::jetstream::context::CreateStreamError),
+    #[error("JetStream stream: {0}")]
+    GetStream(#[from] async_nats::jetstream::context::GetStreamError),
+    #[error("JetStream consumer: {0}")]
+    Consumer(#[from] async_nats::jetstream::stream::ConsumerError),
+}
 
 /// Creates or updates both streams and one consumer per role. Safe to run
 /// from every process at every start.
@@ -185,27 +191,16 @@ pub async fn ensure_topology(
     roles: impl IntoIterator<Item = &Role>,
     delivery: &DeliveryPolicy,
 ) -> Result<(), TopologyError> {
-    let err = |e: &dyn std::fmt::Display| TopologyError(e.to_string());
-    let tasks = context
-        .create_or_update_stream(tasks_stream_config())
-        .await
-        .map_err(|e| err(&e))?;
+    let tasks = context.create_or_update_stream(tasks_stream_config()).await?;
     for config in [events_stream_config(), dead_letters_stream_config()] {
-        context
-            .create_or_update_stream(config)
-            .await
-            .map_err(|e| err(&e))?;
+        context.create_or_update_stream(config).await?;
     }
-    let tasks = context
-        .get_stream(&tasks.config.name)
-        .await
-        .map_err(|e| err(&e))?;
+    let tasks = context.get_stream(&tasks.config.name).await?;
     for role in roles {
         // Creates, or updates an existing durable to these settings.
         tasks
             .create_consumer(role_consumer_config(role, delivery))
-            .await
-            .map_err(|e| err(&e))?;
+            .await?;
     }
     Ok(())
 }

@@ -12,24 +12,27 @@
 //! rest so they are redelivered at once.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self as js, AckKind};
 use chrono::Utc;
 use futures::StreamExt;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use vapora_llm_router::LlmClient;
 use vapora_shared::wire::{
-    CancelRequest, HEARTBEAT_SUBJECT, Heartbeat, MSG_ID_HEADER, TASKS_STREAM, TaskAttempt, TaskReport,
-    cancel_subject, report_msg_id, task_events_subject,
+    CancelRequest, HEARTBEAT_SUBJECT, Heartbeat, MSG_ID_HEADER, PROTOCOL_VERSION, TASKS_STREAM, TaskAttempt,
+    TaskReport, cancel_subject, report_msg_id, task_events_subject,
 };
 use vapora_shared::{AgentId, Role};
 
+use crate::RoleCatalog;
+use crate::attempt::{AgentContext, AttemptOutcome, Claim, OutputLimits, ReportSink, SinkError, run_attempt};
 use crate::jetstream::consumer_name;
-use crate::{ExecutionError, RoleCatalog, execute};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -42,14 +45,18 @@ pub struct WorkerConfig {
     pub in_progress_every: Duration,
     /// How long running attempts may go on after shutdown is requested.
     pub shutdown_deadline: Duration,
+    /// Size limits on outputs and progress chunks.
+    pub limits: OutputLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("worker: {0}")]
-pub struct WorkerError(String);
-
-fn err(e: impl std::fmt::Display) -> WorkerError {
-    WorkerError(e.to_string())
+pub enum WorkerError {
+    #[error("the {TASKS_STREAM} stream is unavailable: {0}")]
+    Stream(#[from] async_nats::jetstream::context::GetStreamError),
+    #[error("consumer {name}: {source}")]
+    Consumer { name: String, source: async_nats::Error },
+    #[error("flushing at shutdown: {0}")]
+    Flush(#[from] async_nats::client::FlushError),
 }
 
 /// Everything one attempt needs; cheap to clone.
@@ -60,7 +67,7 @@ struct Shared {
     llm: Arc<dyn LlmClient>,
     catalog: RoleCatalog,
     config: WorkerConfig,
-    load: Arc<std::sync::atomic::AtomicU32>,
+    load: Arc<AtomicU32>,
 }
 
 /// Runs until `stop` is cancelled and running attempts are settled.
@@ -80,13 +87,17 @@ pub async fn run(
         config,
         load: Default::default(),
     };
-    let tasks = shared.js.get_stream(TASKS_STREAM).await.map_err(err)?;
+    let tasks = shared.js.get_stream(TASKS_STREAM).await?;
     let attempts = TaskTracker::new();
     // Cancelled after the shutdown deadline: running attempts are nak'ed.
     let abort = CancellationToken::new();
     let mut pullers = Vec::new();
     for role in &shared.config.roles {
-        let consumer: PullConsumer = tasks.get_consumer(&consumer_name(role)).await.map_err(err)?;
+        let name = consumer_name(role);
+        let consumer: PullConsumer = tasks
+            .get_consumer(&name)
+            .await
+            .map_err(|source| WorkerError::Consumer { name, source })?;
         pullers.push(tokio::spawn(pull(
             shared.clone(),
             consumer,
@@ -111,7 +122,7 @@ pub async fn run(
         attempts.wait().await;
     }
     let _ = heartbeat.await;
-    shared.client.flush().await.map_err(err)?;
+    shared.client.flush().await?;
     Ok(())
 }
 
@@ -145,7 +156,7 @@ async fn pull(
         };
         match message {
             Some(Ok(message)) => {
-                attempts.spawn(run_attempt(shared.clone(), message, abort.clone(), slot));
+                attempts.spawn(take_attempt(shared.clone(), message, abort.clone(), slot));
             }
             Some(Err(e)) => tracing::warn!(error = %e, "pull error; retrying"),
             None => return,
@@ -153,11 +164,13 @@ async fn pull(
     }
 }
 
-async fn run_attempt(
+/// One delivered attempt: the shared [`run_attempt`], with what JetStream
+/// adds around it (cancellation requests, in-progress acks, the final ack).
+async fn take_attempt(
     shared: Shared,
     message: js::Message,
     abort: CancellationToken,
-    _slot: tokio::sync::OwnedSemaphorePermit,
+    _slot: OwnedSemaphorePermit,
 ) {
     let attempt: TaskAttempt = match serde_json::from_slice(&message.payload) {
         Ok(attempt) => attempt,
@@ -168,147 +181,187 @@ async fn run_attempt(
             return;
         }
     };
-    let (task_id, number, agent_id) = (attempt.task_id, attempt.attempt, shared.config.agent_id.clone());
-    shared.load.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let _load = LoadGuard(shared.load.clone());
-
-    let cancel = abort.child_token();
-    let mut cancels = match shared.client.subscribe(cancel_subject(task_id)).await {
-        Ok(subscription) => subscription,
-        Err(e) => return tracing::error!(error = %e, "cannot subscribe for cancellation"),
+    let _load = LoadGuard::new(&shared.load);
+    let cancel = CancellationToken::new();
+    let watcher = match watch_cancellation(&shared.client, &attempt, cancel.clone()).await {
+        Ok(watcher) => watcher,
+        Err(e) => {
+            // Running without hearing cancellations could waste a whole
+            // model call; another worker (or this one, later) can take it.
+            tracing::warn!(error = %e, task = %attempt.task_id, "cannot subscribe for cancellation; handing the attempt back");
+            let _ = message
+                .ack_with(AckKind::Nak(Some(shared.config.in_progress_every)))
+                .await;
+            return;
+        }
     };
-    let cancelled_by_user = CancellationToken::new();
-    let watcher = {
-        let (cancel, by_user) = (cancel.clone(), cancelled_by_user.clone());
-        tokio::spawn(async move {
-            while let Some(message) = cancels.next().await {
-                // A cancel names its attempt; one for another attempt of the
-                // same task (an older, superseded one) is not for us.
-                match serde_json::from_slice::<CancelRequest>(&message.payload) {
-                    Ok(request) if request.attempt != number => continue,
-                    _ => {}
-                }
-                by_user.cancel();
-                cancel.cancel();
-                return;
-            }
-        })
+    let keepalive = keep_in_progress(message.clone(), shared.config.in_progress_every);
+    let sink = JetStreamSink::start(shared.js.clone());
+    let agent = AgentContext {
+        id: &shared.config.agent_id,
+        llm: shared.llm.as_ref(),
+        roles: &shared.catalog,
+        limits: shared.config.limits,
     };
-    // Keeps the attempt from being redelivered while the model works.
-    let keepalive = {
-        let (message_ack, every, done) = (message.clone(), shared.config.in_progress_every, cancel.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => { let _ = message_ack.ack_with(AckKind::Progress).await; }
-                    () = done.cancelled() => return,
-                }
-            }
-        })
-    };
-
-    let started = TaskReport::Started {
-        task_id,
-        attempt: number,
-        agent_id: agent_id.clone(),
-    };
-    if let Err(e) = report(&shared.js, &started).await {
-        tracing::warn!(error = %e, "could not report start");
-    }
-    // Progress goes out through a bounded channel: best effort, never
-    // holding up the model stream.
-    let (progress_tx, mut progress_rx) = mpsc::channel::<TaskReport>(256);
-    let progress_publisher = {
-        let js = shared.js.clone();
-        tokio::spawn(async move {
-            while let Some(progress) = progress_rx.recv().await {
-                let _ = report(&js, &progress).await;
-            }
-        })
-    };
-    let mut seq = 0;
-    let outcome = execute(
-        shared.llm.as_ref(),
-        &shared.catalog,
-        (&attempt).into(),
-        &cancel,
-        |chunk| {
-            let progress = TaskReport::Progress {
-                task_id,
-                project_id: attempt.project_id,
-                attempt: number,
-                agent_id: agent_id.clone(),
-                seq,
-                chunk: chunk.to_owned(),
-            };
-            seq += 1;
-            let _ = progress_tx.try_send(progress);
-        },
-    )
-    .await;
-    drop(progress_tx);
-    let _ = progress_publisher.await;
+    let outcome = run_attempt(agent, (&attempt).into(), &sink, &cancel, &abort).await;
+    drop(sink);
     keepalive.abort();
     watcher.abort();
-
-    let final_report = match outcome {
-        Ok(result) => TaskReport::Succeeded {
-            task_id,
-            attempt: number,
-            agent_id,
-            result,
-        },
-        Err(ExecutionError::Cancelled) if cancelled_by_user.is_cancelled() => {
-            let _ = message.ack().await;
-            return;
-        }
-        Err(ExecutionError::Cancelled) => {
-            // Our shutdown deadline: hand the attempt back for redelivery now.
-            let _ = message.ack_with(AckKind::Nak(None)).await;
-            return;
-        }
-        Err(e) => TaskReport::Failed {
-            task_id,
-            attempt: number,
-            agent_id,
-            error: e.to_string(),
-        },
-    };
-    match report(&shared.js, &final_report).await {
+    let task = attempt.task_id;
+    match outcome {
         // Stored: now the attempt may leave the work queue.
-        Ok(()) => {
+        AttemptOutcome::Reported { .. } => {
             if let Err(e) = message.double_ack().await {
-                tracing::warn!(error = %e, task = %task_id, "ack failed; the attempt will be redelivered");
+                tracing::warn!(error = %e, %task, "ack failed; the attempt will be redelivered");
             }
         }
-        Err(e) => {
-            tracing::error!(error = %e, task = %task_id, "result not stored; leaving the attempt for redelivery");
+        AttemptOutcome::Cancelled | AttemptOutcome::Superseded => {
+            let _ = message.ack().await;
+        }
+        // Our shutdown deadline: hand the attempt back for redelivery now.
+        AttemptOutcome::Interrupted => {
+            let _ = message.ack_with(AckKind::Nak(None)).await;
+        }
+        AttemptOutcome::Undelivered(e) => {
+            tracing::error!(error = %e, %task, "result not stored; leaving the attempt for redelivery");
             let _ = message.ack_with(AckKind::Nak(None)).await;
         }
     }
 }
 
-struct LoadGuard(Arc<std::sync::atomic::AtomicU32>);
+/// Trips `cancel` when a cancellation for this attempt arrives on
+/// `vapora.cancel.<task_id>`.
+async fn watch_cancellation(
+    client: &async_nats::Client,
+    attempt: &TaskAttempt,
+    cancel: CancellationToken,
+) -> Result<JoinHandle<()>, async_nats::SubscribeError> {
+    let mut cancels = client.subscribe(cancel_subject(attempt.task_id)).await?;
+    let number = attempt.attempt;
+    Ok(tokio::spawn(async move {
+        while let Some(message) = cancels.next().await {
+            // A cancel names its attempt; one for another attempt of the
+            // same task (an older, superseded one) is not for us.
+            match serde_json::from_slice::<CancelRequest>(&message.payload) {
+                Ok(request) if request.attempt != number => continue,
+                _ => {}
+            }
+            cancel.cancel();
+            return;
+        }
+    }))
+}
+
+/// Keeps the attempt from being redelivered while the model works.
+fn keep_in_progress(message: js::Message, every: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let _ = message.ack_with(AckKind::Progress).await;
+        }
+    })
+}
+
+/// Reports go to the events stream. Progress goes out through a bounded
+/// channel to a publisher of its own, so a slow broker drops progress
+/// rather than holding up the model's stream; the final report waits until
+/// the progress before it is out, so it is the last word on the attempt.
+struct JetStreamSink {
+    js: js::Context,
+    outgoing: mpsc::Sender<Outgoing>,
+    publisher: JoinHandle<()>,
+}
+
+enum Outgoing {
+    Progress(TaskReport),
+    /// Answered once everything queued before it is published.
+    Flush(oneshot::Sender<()>),
+}
+
+impl JetStreamSink {
+    fn start(js: js::Context) -> Self {
+        let (outgoing, mut queued) = mpsc::channel::<Outgoing>(256);
+        let publisher = {
+            let js = js.clone();
+            tokio::spawn(async move {
+                while let Some(next) = queued.recv().await {
+                    match next {
+                        Outgoing::Progress(report) => {
+                            let _ = publish(&js, &report).await;
+                        }
+                        Outgoing::Flush(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            })
+        };
+        Self {
+            js,
+            outgoing,
+            publisher,
+        }
+    }
+}
+
+impl Drop for JetStreamSink {
+    fn drop(&mut self) {
+        self.publisher.abort();
+    }
+}
+
+impl ReportSink for JetStreamSink {
+    async fn started(&self, report: TaskReport) -> Result<Claim, SinkError> {
+        // The backend judges the attempt when the report reaches it (and
+        // cancels it if stale); a lost `started` is overtaken by the result.
+        if let Err(e) = publish(&self.js, &report).await {
+            tracing::warn!(error = %e, "could not report start");
+        }
+        Ok(Claim::Proceed)
+    }
+
+    fn progress(&self, report: TaskReport) {
+        let _ = self.outgoing.try_send(Outgoing::Progress(report));
+    }
+
+    async fn finished(&self, report: TaskReport) -> Result<(), SinkError> {
+        let (flushed, done) = oneshot::channel();
+        if self.outgoing.send(Outgoing::Flush(flushed)).await.is_ok() {
+            let _ = done.await;
+        }
+        publish(&self.js, &report).await
+    }
+}
+
+/// Counts an attempt in the heartbeat's `load` while it lives.
+struct LoadGuard(Arc<AtomicU32>);
+
+impl LoadGuard {
+    fn new(load: &Arc<AtomicU32>) -> Self {
+        load.fetch_add(1, Ordering::Relaxed);
+        Self(load.clone())
+    }
+}
 
 impl Drop for LoadGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// Publishes a report to the events stream and waits for JetStream's ack.
-async fn report(js: &js::Context, report: &TaskReport) -> Result<(), WorkerError> {
+async fn publish(js: &js::Context, report: &TaskReport) -> Result<(), SinkError> {
     let msg_id = report_msg_id(report);
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(MSG_ID_HEADER, msg_id.as_str());
-    let payload = serde_json::to_vec(report).map_err(err)?;
+    let payload = serde_json::to_vec(report).map_err(SinkError::new)?;
     js.publish_with_headers(task_events_subject(report.task_id()), headers, payload.into())
         .await
-        .map_err(err)?
+        .map_err(SinkError::new)?
         .await
-        .map_err(err)?;
+        .map_err(SinkError::new)?;
     Ok(())
 }
 
@@ -320,9 +373,10 @@ async fn heartbeats(shared: Shared, stop: CancellationToken) {
             () = stop.cancelled() => return,
         }
         let beat = Heartbeat {
+            protocol: PROTOCOL_VERSION,
             agent_id: shared.config.agent_id.clone(),
             roles: shared.config.roles.clone(),
-            load: shared.load.load(std::sync::atomic::Ordering::Relaxed),
+            load: shared.load.load(Ordering::Relaxed),
             capacity: (shared.config.concurrency_per_role * shared.config.roles.len()) as u32,
             version: env!("CARGO_PKG_VERSION").into(),
             interval_ms: shared.config.heartbeat_every.as_millis() as u64,

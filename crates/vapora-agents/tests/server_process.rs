@@ -8,7 +8,7 @@ use futures::StreamExt;
 use vapora_agents::testing::NatsServer;
 use vapora_llm_router::testing::{FakeProvider, Script};
 use vapora_shared::wire::{
-    HEARTBEAT_SUBJECT, MSG_ID_HEADER, TaskAttempt, TaskReport, attempt_msg_id, task_subject,
+    HEARTBEAT_SUBJECT, MSG_ID_HEADER, PROTOCOL_VERSION, TaskAttempt, TaskReport, attempt_msg_id, task_subject,
 };
 use vapora_shared::{Priority, ProjectId, Role, TaskId};
 
@@ -37,6 +37,7 @@ async fn the_server_process_completes_an_attempt_and_exits_cleanly_on_sigterm() 
     let js = async_nats::jetstream::new(client.clone());
     let mut reports = client.subscribe("vapora.events.*").await.unwrap();
     let attempt = TaskAttempt {
+        protocol: PROTOCOL_VERSION,
         task_id: TaskId::new(),
         project_id: ProjectId::new(),
         attempt: 1,

@@ -7,6 +7,7 @@ use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use async_nats::jetstream::{self as js};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
+use vapora_agents::OutputLimits;
 use vapora_agents::RoleCatalog;
 use vapora_agents::jetstream::{DeliveryPolicy, ensure_topology};
 use vapora_agents::testing::NatsServer;
@@ -16,8 +17,8 @@ use vapora_llm_router::providers::openai::openai;
 use vapora_llm_router::testing::{FakeProvider, Script};
 use vapora_llm_router::{LlmClient, Pricing};
 use vapora_shared::wire::{
-    EVENTS_STREAM, HEARTBEAT_SUBJECT, Heartbeat, MSG_ID_HEADER, TASKS_STREAM, TaskAttempt, TaskReport,
-    attempt_msg_id, cancel_subject, task_subject,
+    EVENTS_STREAM, HEARTBEAT_SUBJECT, Heartbeat, MSG_ID_HEADER, PROTOCOL_VERSION, TASKS_STREAM, TaskAttempt,
+    TaskReport, attempt_msg_id, cancel_subject, task_subject,
 };
 use vapora_shared::{Priority, ProjectId, Role, TaskId};
 
@@ -63,6 +64,7 @@ async fn rig(script: Script) -> Rig {
         heartbeat_every: Duration::from_millis(100),
         in_progress_every: Duration::from_millis(200),
         shutdown_deadline: Duration::from_secs(2),
+        limits: OutputLimits::default(),
     };
     let stop = CancellationToken::new();
     let worker = tokio::spawn(worker::run(
@@ -151,6 +153,7 @@ impl Rig {
 
 fn attempt(title: &str) -> TaskAttempt {
     TaskAttempt {
+        protocol: PROTOCOL_VERSION,
         task_id: TaskId::new(),
         project_id: ProjectId::new(),
         attempt: 1,

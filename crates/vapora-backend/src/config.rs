@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use vapora_agents::jetstream::{DeliveryPolicy, DeliveryPolicyError};
+use vapora_agents::OutputLimits;
+use vapora_agents::jetstream::{DeliveryPolicy, SettingError};
 use vapora_llm_router::{LlmError, ProviderConfig, ProviderKind};
 
 #[derive(Debug, Clone)]
@@ -40,6 +41,14 @@ pub struct Settings {
     /// How JetStream delivers attempts (`VAPORA_NATS_*`); agent servers
     /// must use the same.
     pub delivery: DeliveryPolicy,
+    /// Broker mode: a running attempt that has not changed, and whose agent
+    /// has sent neither a heartbeat nor a report, for this long fails as
+    /// `stalled` (`VAPORA_ATTEMPT_STALL_SECS`, 300 by default: long enough
+    /// for JetStream to redeliver it to a live worker first).
+    pub attempt_stall_timeout: Duration,
+    /// Size limits on task outputs and progress chunks (in-process agents;
+    /// agent servers read the same variables).
+    pub output_limits: OutputLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +62,7 @@ pub enum SettingsError {
     #[error(transparent)]
     Llm(#[from] LlmError),
     #[error(transparent)]
-    Delivery(#[from] DeliveryPolicyError),
+    Agents(#[from] SettingError),
 }
 
 impl Default for Settings {
@@ -78,6 +87,8 @@ impl Default for Settings {
             llm_config_file: None,
             nats_url: None,
             delivery: DeliveryPolicy::default(),
+            attempt_stall_timeout: Duration::from_secs(300),
+            output_limits: OutputLimits::default(),
         }
     }
 }
@@ -113,7 +124,13 @@ impl Settings {
             llm: ProviderConfig::from_env(&get)?,
             llm_config_file: get("VAPORA_LLM_CONFIG").map(PathBuf::from),
             nats_url: get("VAPORA_NATS_URL").filter(|url| !url.trim().is_empty()),
+            attempt_stall_timeout: seconds(
+                &get,
+                "VAPORA_ATTEMPT_STALL_SECS",
+                defaults.attempt_stall_timeout.as_secs_f64(),
+            )?,
             delivery: DeliveryPolicy::from_lookup(&get)?,
+            output_limits: OutputLimits::from_lookup(&get)?,
         })
     }
 }
@@ -134,6 +151,23 @@ where
             value,
         }),
     }
+}
+
+/// A positive, finite number of seconds.
+fn seconds(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: f64,
+) -> Result<Duration, SettingsError> {
+    let secs: f64 = parse(get, name, default)?;
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(SettingsError::Invalid {
+            name,
+            value: secs.to_string(),
+            reason: "must be a positive number of seconds".into(),
+        });
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 fn positive(value: usize, name: &'static str) -> Result<usize, SettingsError> {

@@ -11,6 +11,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use vapora_shared::lifecycle::ChangeRefused;
 use vapora_shared::{TransitionError, ValidationError};
 
 use crate::storage::StorageError;
@@ -112,6 +113,18 @@ impl AppError {
             message.push('…');
         }
         message
+    }
+}
+
+impl From<ChangeRefused> for AppError {
+    fn from(refused: ChangeRefused) -> Self {
+        match refused {
+            ChangeRefused::Transition(e) => e.into(),
+            ChangeRefused::Invalid(e) => e.into(),
+            refused @ (ChangeRefused::EditWhileRunning | ChangeRefused::NotRetryable(_)) => {
+                Self::Conflict(refused.to_string())
+            }
+        }
     }
 }
 

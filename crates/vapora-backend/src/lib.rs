@@ -1,7 +1,7 @@
 //! The Vapora API service.
 //!
 //! Clients create projects and tasks over REST; tasks wait in a bounded
-//! priority queue ([`api::task_queue`]) until an agent of the right role
+//! priority queue ([`queue`]) until an agent of the right role
 //! takes them: in-process ([`swarm`]) or, with NATS configured, agent
 //! servers over JetStream ([`broker`]); every change is stored in SurrealDB
 //! ([`storage`]) and streamed to WebSocket dashboards ([`events`]).
@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod metrics;
+pub mod queue;
 pub mod services;
 pub mod startup;
 pub mod storage;

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
+use vapora_agents::nats_url::redacted;
 use vapora_agents::{RoleCatalog, RoleCatalogError};
 
 use tokio_util::sync::CancellationToken;
@@ -14,9 +15,10 @@ use vapora_llm_router::{LlmError, RouterConfig};
 use crate::api::{AppState, router};
 use crate::broker::{self, BrokerContext, BrokerError};
 use crate::config::Settings;
+use crate::services::cancellations::RunningTasks;
 use crate::storage::{Database, StorageError};
-use crate::swarm::cancellations::RunningTasks;
 use crate::swarm::pool::{self, PoolContext, PoolShutdown};
+use crate::swarm::reports::ReportIntake;
 
 /// How long aborted workers get to record their interrupted tasks.
 const ABORT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -77,7 +79,7 @@ impl Application {
         let broker = match &settings.nats_url {
             Some(url) => {
                 let client = broker::connect(url).await?;
-                tracing::info!(%url, "broker mode: tasks go to agent servers over NATS JetStream");
+                tracing::info!(url = %redacted(url), "broker mode: tasks go to agent servers over NATS JetStream");
                 running.reach_remote_workers(client.clone());
                 Some(client)
             }
@@ -91,18 +93,23 @@ impl Application {
             tracing::info!(tasks = requeued, "re-queued work interrupted by the last stop");
         }
 
+        let intake = ReportIntake {
+            tasks: state.task_service.clone(),
+            registry: state.agent_registry.clone(),
+            events: state.events.clone(),
+            metrics: state.metrics.clone(),
+        };
         let workers = TaskTracker::new();
         let work = match broker {
             Some(client) => {
                 let ctx = BrokerContext {
                     js: async_nats::jetstream::new(client.clone()),
                     client,
-                    tasks: state.task_service.clone(),
+                    intake,
                     queue: state.task_queue.clone(),
-                    registry: state.agent_registry.clone(),
-                    events: state.events.clone(),
                     roles,
                     delivery: settings.delivery.clone(),
+                    stall_timeout: settings.attempt_stall_timeout,
                 };
                 let stop = CancellationToken::new();
                 broker::spawn(ctx, &workers, stop.clone());
@@ -117,13 +124,11 @@ impl Application {
                 // Budget spend is written whenever it changes, and once more at the end.
                 workers.spawn(llm.budgets().clone().persist_until(state.shutdown.clone()));
                 let ctx = PoolContext {
-                    tasks: state.task_service.clone(),
+                    intake,
                     queue: state.task_queue.clone(),
-                    registry: state.agent_registry.clone(),
-                    events: state.events.clone(),
                     llm: Arc::new(llm),
                     roles,
-                    running,
+                    limits: settings.output_limits,
                 };
                 pool::spawn(ctx, settings.workers_per_role, &workers).await
             }

@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod event;
 pub mod ids;
+pub mod lifecycle;
 pub mod project;
 pub mod role;
 pub mod task;

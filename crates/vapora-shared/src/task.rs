@@ -128,6 +128,9 @@ pub struct TaskResult {
     /// Provider calls it took (retries and fallbacks included).
     #[serde(default = "one")]
     pub attempts: u32,
+    /// `output` was cut at the configured maximum size; the model said more.
+    #[serde(default)]
+    pub output_truncated: bool,
 }
 
 fn one() -> u32 {

@@ -9,6 +9,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::{AgentId, Priority, ProjectId, Role, TaskId, TaskResult};
 
+/// Version of this protocol, carried by attempts and heartbeats. A change
+/// an existing worker could not safely ignore bumps it; a new optional
+/// field does not.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+fn protocol_version_1() -> u32 {
+    1
+}
+
 /// JetStream stream holding task attempts, one subject per role.
 pub const TASKS_STREAM: &str = "VAPORA_TASKS";
 /// JetStream stream holding progress and results reported by workers.
@@ -84,6 +93,9 @@ pub fn report_msg_id(report: &TaskReport) -> String {
 /// One dispatch of a task, published to [`task_subject`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskAttempt {
+    /// [`PROTOCOL_VERSION`] of the backend that published it.
+    #[serde(default = "protocol_version_1")]
+    pub protocol: u32,
     pub task_id: TaskId,
     pub project_id: ProjectId,
     pub attempt: u32,
@@ -153,6 +165,9 @@ impl TaskReport {
 /// Sent every few seconds on [`HEARTBEAT_SUBJECT`] by every agent server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
+    /// [`PROTOCOL_VERSION`] the agent speaks.
+    #[serde(default = "protocol_version_1")]
+    pub protocol: u32,
     pub agent_id: AgentId,
     pub roles: Vec<Role>,
     /// Attempts in progress.

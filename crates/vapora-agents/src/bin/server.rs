@@ -11,6 +11,7 @@
 //! | `VAPORA_LLM_CONFIG` | unset | router TOML; otherwise the `VAPORA_LLM_*` single provider (which can be the gateway's URL) |
 //! | `VAPORA_SHUTDOWN_GRACE_SECS` | `30` | time running attempts get after SIGTERM before they are handed back |
 //! | `VAPORA_AGENT_HEARTBEAT_SECS` | `3` | heartbeat interval |
+//! | `VAPORA_MAX_OUTPUT_BYTES`, `VAPORA_MAX_CHUNK_BYTES` | 524288, 16384 | a result's output is cut (and marked `output_truncated`) past the first; a progress chunk longer than the second is sent in pieces |
 //! | `VAPORA_NATS_ACK_WAIT_SECS`, `VAPORA_NATS_MAX_DELIVER`, `VAPORA_NATS_BACKOFF_SECS` | 30, 5, 30,60,120,240 | delivery policy; must match the backend's |
 
 use std::sync::Arc;
@@ -19,9 +20,10 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
-use vapora_agents::RoleCatalog;
 use vapora_agents::jetstream::{DeliveryPolicy, ensure_topology};
+use vapora_agents::nats_url::redacted;
 use vapora_agents::worker::{self, WorkerConfig};
+use vapora_agents::{OutputLimits, RoleCatalog};
 use vapora_llm_router::budget_store::MemoryBudgetStore;
 use vapora_llm_router::{LlmClient, ProviderConfig, RouterConfig};
 use vapora_shared::{AgentId, Role};
@@ -35,25 +37,8 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
-    let catalog = match tokio::fs::read_to_string(
-        env("VAPORA_ROLES_FILE").unwrap_or_else(|| "config/roles.toml".into()),
-    )
-    .await
-    {
-        Ok(text) => RoleCatalog::from_toml(&text)?,
-        Err(_) if env("VAPORA_ROLES_FILE").is_none() => RoleCatalog::builtin(),
-        Err(e) => return Err(e).context("reading VAPORA_ROLES_FILE"),
-    };
-    let roles: Vec<Role> = match env("VAPORA_AGENT_ROLES") {
-        Some(list) => list
-            .split(',')
-            .map(|r| Role::parse(r.trim()))
-            .collect::<Result<_, _>>()?,
-        None => catalog.roles().cloned().collect(),
-    };
-    if let Some(unknown) = roles.iter().find(|r| !catalog.contains(r)) {
-        anyhow::bail!("role {unknown} has no system prompt in the roles file");
-    }
+    let catalog = load_catalog().await?;
+    let roles = roles_to_serve(&catalog)?;
     let router_config = match env("VAPORA_LLM_CONFIG") {
         Some(path) => RouterConfig::load(path.as_ref()).await?,
         None => ProviderConfig::from_env(env)?.router_config().await,
@@ -65,39 +50,18 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let url = env("VAPORA_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+    let shown_url = redacted(&url);
     let client = async_nats::connect(&url)
         .await
-        .with_context(|| format!("connecting to {url}"))?;
+        .with_context(|| format!("connecting to {shown_url}"))?;
     let delivery = DeliveryPolicy::from_lookup(env)?;
     ensure_topology(&async_nats::jetstream::new(client.clone()), &roles, &delivery).await?;
-
-    let config = WorkerConfig {
-        agent_id: AgentId(env("VAPORA_AGENT_ID").unwrap_or_else(|| format!("agent-{}", std::process::id()))),
-        roles: roles.clone(),
-        concurrency_per_role: env("VAPORA_AGENT_CONCURRENCY")
-            .map(|v| v.parse())
-            .transpose()?
-            .unwrap_or(4),
-        heartbeat_every: Duration::from_secs_f64(
-            env("VAPORA_AGENT_HEARTBEAT_SECS")
-                .map(|v| v.parse())
-                .transpose()?
-                .unwrap_or(3.0),
-        ),
-        // Three in-progress acks per ack wait: one lost ack is not a redelivery.
-        in_progress_every: delivery.ack_wait / 3,
-        shutdown_deadline: Duration::from_secs(
-            env("VAPORA_SHUTDOWN_GRACE_SECS")
-                .map(|v| v.parse())
-                .transpose()?
-                .unwrap_or(30),
-        ),
-    };
+    let config = worker_config(roles, &delivery)?;
     tracing::info!(
         agent = %config.agent_id,
-        roles = ?roles.iter().map(Role::as_str).collect::<Vec<_>>(),
+        roles = ?config.roles.iter().map(Role::as_str).collect::<Vec<_>>(),
         worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
-        "vapora-agent-server pulling from {url}"
+        "vapora-agent-server pulling from {shown_url}"
     );
     let stop = CancellationToken::new();
     let signal = {
@@ -117,4 +81,55 @@ async fn main() -> anyhow::Result<()> {
     signal.abort();
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// The configured roles file, else `config/roles.toml`, else the built-in copy.
+async fn load_catalog() -> anyhow::Result<RoleCatalog> {
+    let path = env("VAPORA_ROLES_FILE").unwrap_or_else(|| "config/roles.toml".into());
+    match tokio::fs::read_to_string(path).await {
+        Ok(text) => Ok(RoleCatalog::from_toml(&text)?),
+        Err(_) if env("VAPORA_ROLES_FILE").is_none() => Ok(RoleCatalog::builtin()),
+        Err(e) => Err(e).context("reading VAPORA_ROLES_FILE"),
+    }
+}
+
+/// `VAPORA_AGENT_ROLES`, each of which must have a system prompt.
+fn roles_to_serve(catalog: &RoleCatalog) -> anyhow::Result<Vec<Role>> {
+    let roles: Vec<Role> = match env("VAPORA_AGENT_ROLES") {
+        Some(list) => list
+            .split(',')
+            .map(|r| Role::parse(r.trim()))
+            .collect::<Result<_, _>>()?,
+        None => catalog.roles().cloned().collect(),
+    };
+    if let Some(unknown) = roles.iter().find(|r| !catalog.contains(r)) {
+        anyhow::bail!("role {unknown} has no system prompt in the roles file");
+    }
+    Ok(roles)
+}
+
+fn worker_config(roles: Vec<Role>, delivery: &DeliveryPolicy) -> anyhow::Result<WorkerConfig> {
+    Ok(WorkerConfig {
+        agent_id: AgentId(env("VAPORA_AGENT_ID").unwrap_or_else(|| format!("agent-{}", std::process::id()))),
+        roles,
+        concurrency_per_role: env("VAPORA_AGENT_CONCURRENCY")
+            .map(|v| v.parse())
+            .transpose()?
+            .unwrap_or(4),
+        heartbeat_every: Duration::from_secs_f64(
+            env("VAPORA_AGENT_HEARTBEAT_SECS")
+                .map(|v| v.parse())
+                .transpose()?
+                .unwrap_or(3.0),
+        ),
+        // Three in-progress acks per ack wait: one lost ack is not a redelivery.
+        in_progress_every: delivery.ack_wait / 3,
+        shutdown_deadline: Duration::from_secs(
+            env("VAPORA_SHUTDOWN_GRACE_SECS")
+                .map(|v| v.parse())
+                .transpose()?
+                .unwrap_or(30),
+        ),
+        limits: OutputLimits::from_lookup(env)?,
+    })
 }

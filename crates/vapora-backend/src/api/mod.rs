@@ -3,6 +3,7 @@
 pub mod agents;
 pub mod extract;
 pub mod health;
+pub mod metrics;
 pub mod projects;
 pub mod state;
 pub mod task_queue;
@@ -44,7 +45,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
-        .route("/metrics", get(crate::metrics::render))
+        .route("/metrics", get(metrics::render))
         .nest("/api/v1", v1)
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)

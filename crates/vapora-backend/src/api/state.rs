@@ -7,16 +7,16 @@
 //! (every access mutates).
 //!
 //! Lock order: if code ever needs both, it takes `agent_registry` before
-//! `task_queue`. Today no code path holds the two at once. No `std::sync`
+//! `task_queue`. No code path holds the two at once. No `std::sync`
 //! guard is ever held across an `.await`; the only tokio guard held while
 //! waiting is a worker pool's shared receiver (see `swarm::pool`), on purpose.
 
 use tokio_util::sync::CancellationToken;
 
-use crate::api::task_queue::SharedTaskQueue;
 use crate::config::Settings;
 use crate::events::EventBus;
 use crate::metrics::Metrics;
+use crate::queue::SharedTaskQueue;
 use crate::services::{ProjectService, TaskService};
 use crate::storage::Database;
 use crate::swarm::registry::AgentRegistry;
@@ -44,7 +44,7 @@ impl AppState {
         settings: &Settings,
         db: Database,
         roles: vapora_agents::RoleCatalog,
-        running: crate::swarm::cancellations::RunningTasks,
+        running: crate::services::cancellations::RunningTasks,
     ) -> Self {
         let events = EventBus::new(settings.ws_buffer);
         let task_queue = SharedTaskQueue::new(settings.queue_capacity);

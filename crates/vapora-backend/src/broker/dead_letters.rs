@@ -16,28 +16,26 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use vapora_shared::wire::{DEAD_LETTERS_STREAM, MaxDeliveriesAdvisory, TASKS_STREAM, TaskAttempt};
 
-use super::BrokerContext;
+use super::{BrokerContext, ConsumeError};
 
 pub const CONSUMER: &str = "backend-dead-letters";
 
 pub async fn run(ctx: BrokerContext, stop: CancellationToken) {
     let opened = async {
-        let tasks = ctx.js.get_stream(TASKS_STREAM).await.map_err(|e| e.to_string())?;
+        let tasks = ctx.js.get_stream(TASKS_STREAM).await?;
         let consumer: PullConsumer = ctx
             .js
             .get_stream(DEAD_LETTERS_STREAM)
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .create_consumer(pull::Config {
                 durable_name: Some(CONSUMER.into()),
                 ack_policy: AckPolicy::Explicit,
                 description: Some("Vapora backend: fails dead-lettered tasks".into()),
                 ..Default::default()
             })
-            .await
-            .map_err(|e| e.to_string())?;
-        let messages = consumer.messages().await.map_err(|e| e.to_string())?;
-        Ok::<_, String>((tasks, messages))
+            .await?;
+        let messages = consumer.messages().await?;
+        Ok::<_, ConsumeError>((tasks, messages))
     };
     let (tasks, mut messages) = match opened.await {
         Ok(opened) => opened,
@@ -78,6 +76,7 @@ async fn handle(ctx: &BrokerContext, tasks: &js::stream::Stream, message: js::Me
         return;
     };
     match ctx
+        .intake
         .tasks
         .fail_dead_lettered(
             attempt.task_id,

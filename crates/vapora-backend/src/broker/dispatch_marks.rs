@@ -43,7 +43,7 @@ pub async fn run(ctx: BrokerContext, mut acked: mpsc::Receiver<Acked>, stop: Can
             () = tokio::time::sleep_until(batch.since + GRACE) => {}
             () = stop.cancelled() => {}
         }
-        if let Err(e) = ctx.tasks.mark_dispatched(&batch.attempts, batch.at).await {
+        if let Err(e) = ctx.intake.tasks.mark_dispatched(&batch.attempts, batch.at).await {
             // JetStream has the attempts and the workers' reports will move
             // the tasks; only the mark is missing, and a restart re-publishes
             // them (deduplicated within the window).

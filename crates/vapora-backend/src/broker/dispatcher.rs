@@ -18,17 +18,17 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::context::{PublishAckFuture, PublishError};
 use chrono::Utc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use vapora_shared::wire::{MSG_ID_HEADER, TaskAttempt, attempt_msg_id, task_subject};
+use vapora_shared::wire::{MSG_ID_HEADER, PROTOCOL_VERSION, TaskAttempt, attempt_msg_id, task_subject};
 use vapora_shared::{Role, Task, TaskId};
 
 use super::dispatch_marks::Acked;
 use super::{BrokerContext, pause};
-use crate::api::task_queue::QueuedTask;
+use crate::queue::QueuedTask;
 
 /// Most attempts published per batch.
 pub const BATCH: usize = 128;
@@ -49,7 +49,7 @@ pub async fn run(ctx: BrokerContext, role: Role, marks: mpsc::Sender<Acked>, sto
             () = stop.cancelled() => return,
         };
         let wanted: Vec<(TaskId, u32)> = batch.iter().map(|e| (e.task_id, e.attempt)).collect();
-        let tasks = match ctx.tasks.awaiting_dispatch(&wanted).await {
+        let tasks = match ctx.intake.tasks.awaiting_dispatch(&wanted).await {
             Ok(tasks) => tasks,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read queued tasks; retrying");
@@ -81,7 +81,7 @@ pub async fn run(ctx: BrokerContext, role: Role, marks: mpsc::Sender<Acked>, sto
             .map(|o| (o.attempt.task_id, o.attempt.attempt))
             .collect();
         let at = Utc::now();
-        ctx.tasks.note_dispatched(&attempts, at);
+        ctx.intake.tasks.note_dispatched(&attempts, at);
         let acked = Acked {
             attempts,
             at,
@@ -100,6 +100,7 @@ pub async fn run(ctx: BrokerContext, role: Role, marks: mpsc::Sender<Acked>, sto
 
 fn attempt_of(task: &Task) -> TaskAttempt {
     TaskAttempt {
+        protocol: PROTOCOL_VERSION,
         task_id: task.id,
         project_id: task.project_id,
         attempt: task.attempt,
@@ -126,7 +127,7 @@ async fn publish_until_acked(
     loop {
         // Issue every publish first (in order, pipelined on the connection),
         // then collect the acks.
-        let mut acks: Vec<Result<PublishAckFuture, String>> = Vec::with_capacity(pending.len());
+        let mut acks: Vec<Result<PublishAckFuture, PublishError>> = Vec::with_capacity(pending.len());
         for outgoing in &pending {
             acks.push(publish(ctx, subject, &outgoing.attempt).await);
         }
@@ -134,7 +135,7 @@ async fn publish_until_acked(
         let mut last_error = None;
         for (outgoing, ack) in pending.into_iter().zip(acks) {
             let result = match ack {
-                Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
+                Ok(ack) => ack.await.map(drop),
                 Err(e) => Err(e),
             };
             match result {
@@ -155,7 +156,7 @@ async fn publish_until_acked(
         // One line per outage, not one per retry.
         if failures == 1 {
             tracing::warn!(
-                error = last_error.unwrap_or_default(),
+                error = last_error.map(|e| e.to_string()).unwrap_or_default(),
                 waiting = unacked.len(),
                 "cannot publish to JetStream; tasks wait in the queue"
             );
@@ -175,7 +176,7 @@ async fn publish(
     ctx: &BrokerContext,
     subject: &str,
     attempt: &TaskAttempt,
-) -> Result<PublishAckFuture, String> {
+) -> Result<PublishAckFuture, PublishError> {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(
         MSG_ID_HEADER,
@@ -185,5 +186,4 @@ async fn publish(
     ctx.js
         .publish_with_headers(subject.to_owned(), headers, payload.into())
         .await
-        .map_err(|e| e.to_string())
 }

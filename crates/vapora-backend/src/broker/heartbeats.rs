@@ -44,8 +44,8 @@ pub async fn run(ctx: BrokerContext, stop: CancellationToken) {
                     ms => Duration::from_millis(ms),
                 };
                 deadlines.insert(beat.agent_id.clone(), Instant::now() + interval * MISSED_BEATS);
-                if let Some(agent) = ctx.registry.heartbeat(&beat).await {
-                    ctx.events.publish(&Event::AgentUpdated(agent));
+                if let Some(agent) = ctx.intake.registry.heartbeat(&beat).await {
+                    ctx.intake.events.publish(&Event::AgentUpdated(agent));
                 }
             }
             _ = sweep.tick() => {
@@ -58,8 +58,8 @@ pub async fn run(ctx: BrokerContext, stop: CancellationToken) {
                 for id in expired {
                     deadlines.remove(&id);
                     tracing::info!(agent = %id, "agent missed {MISSED_BEATS} heartbeats; offline");
-                    if let Some(agent) = ctx.registry.set_offline(&id).await {
-                        ctx.events.publish(&Event::AgentUpdated(agent));
+                    if let Some(agent) = ctx.intake.registry.set_offline(&id).await {
+                        ctx.intake.events.publish(&Event::AgentUpdated(agent));
                     }
                 }
             }

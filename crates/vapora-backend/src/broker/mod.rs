@@ -9,6 +9,7 @@
 //!   the attempt fence.
 //! - [`heartbeats`]: agent servers' heartbeats into the agent registry.
 //! - [`dead_letters`]: attempts JetStream gave up on fail the task.
+//! - [`stalls`]: running attempts whose agent went silent fail the task.
 //! - [`replication`]: every replica's events reach every replica's
 //!   WebSocket clients.
 //!
@@ -22,6 +23,7 @@ pub mod dispatcher;
 pub mod heartbeats;
 pub mod replication;
 pub mod reports;
+pub mod stalls;
 
 use std::time::Duration;
 
@@ -31,10 +33,8 @@ use tokio_util::task::TaskTracker;
 use vapora_agents::RoleCatalog;
 use vapora_agents::jetstream::{DeliveryPolicy, ensure_topology};
 
-use crate::api::task_queue::SharedTaskQueue;
-use crate::events::EventBus;
-use crate::services::TaskService;
-use crate::swarm::registry::AgentRegistry;
+use crate::queue::SharedTaskQueue;
+use crate::swarm::reports::ReportIntake;
 
 /// Acknowledged batches waiting for their marks, at most; dispatchers wait
 /// beyond it. Batches are small when the load is light, so this is sized
@@ -46,19 +46,32 @@ const MARK_BACKLOG: usize = 8_192;
 pub struct BrokerContext {
     pub client: async_nats::Client,
     pub js: jetstream::Context,
-    pub tasks: TaskService,
+    /// Where reports go, and the task service, registry and events behind it.
+    pub intake: ReportIntake,
     pub queue: SharedTaskQueue,
-    pub registry: AgentRegistry,
-    pub events: EventBus,
     pub roles: RoleCatalog,
     pub delivery: DeliveryPolicy,
+    /// See [`stalls`].
+    pub stall_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("NATS at {url}: {reason}")]
+#[error("NATS at {url}: {source}")]
 pub struct BrokerError {
+    /// Redacted: credentials in the URL never reach a message.
     url: String,
-    reason: String,
+    source: async_nats::ConnectError,
+}
+
+/// Why one of the backend's JetStream consumers could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error("stream: {0}")]
+    Stream(#[from] async_nats::jetstream::context::GetStreamError),
+    #[error("consumer: {0}")]
+    Consumer(#[from] async_nats::jetstream::stream::ConsumerError),
+    #[error("pulling: {0}")]
+    Pull(#[from] async_nats::jetstream::consumer::StreamError),
 }
 
 /// Connects to NATS. A broker that is down now is not an error: the client
@@ -72,9 +85,9 @@ pub async fn connect(url: &str) -> Result<async_nats::Client, BrokerError> {
         .retry_on_initial_connect()
         .connect(url)
         .await
-        .map_err(|e| BrokerError {
-            url: url.to_owned(),
-            reason: e.to_string(),
+        .map_err(|source| BrokerError {
+            url: vapora_agents::nats_url::redacted(url),
+            source,
         })
 }
 
@@ -84,7 +97,7 @@ pub async fn connect(url: &str) -> Result<async_nats::Client, BrokerError> {
 pub fn spawn(ctx: BrokerContext, tracker: &TaskTracker, stop: CancellationToken) {
     tracker.spawn(replication::run(
         ctx.client.clone(),
-        ctx.events.clone(),
+        ctx.intake.events.clone(),
         stop.clone(),
     ));
     tracker.spawn(heartbeats::run(ctx.clone(), stop.clone()));
@@ -108,6 +121,7 @@ pub fn spawn(ctx: BrokerContext, tracker: &TaskTracker, stop: CancellationToken)
         }
         inner.spawn(reports::run(ctx.clone(), stop.clone()));
         inner.spawn(dead_letters::run(ctx.clone(), stop.clone()));
+        inner.spawn(stalls::run(ctx.clone(), ctx.stall_timeout, stop.clone()));
     });
 }
 

@@ -6,6 +6,11 @@
 //! wait in the stream. A report is acked only after it was applied (or
 //! found stale), so a replica that dies mid-way leaves it for redelivery.
 //!
+//! Nothing can hold the consumer up for good: an unreadable report or one
+//! about a task that does not exist is counted and acked at once, and a
+//! report that cannot be applied for now (storage unavailable) is retried
+//! with a growing delay, at most [`MAX_DELIVER`] times.
+//!
 //! Reports of different tasks are applied concurrently on a fixed number of
 //! lanes; a task always maps to the same lane, so its reports keep their
 //! order within this replica. A lane applies what has queued up for it in
@@ -21,11 +26,10 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use vapora_shared::Event;
 use vapora_shared::wire::{EVENTS_STREAM, TaskReport};
 
-use super::{BrokerContext, pause};
-use crate::services::ReportOutcome;
+use super::{BrokerContext, ConsumeError, pause};
+use crate::metrics::RejectedReport;
 
 /// Durable name of the backend's consumer of reports.
 pub const CONSUMER: &str = "backend";
@@ -35,6 +39,9 @@ const LANES: usize = 4;
 const MAX_BATCH: usize = 32;
 /// Reports handed out to the backend and not yet acked, across replicas.
 const MAX_ACK_PENDING: i64 = 20_000;
+/// Deliveries of one report before it is given up. With the nak delays of
+/// [`retry_delay`] this spans a storage outage of about a quarter of an hour.
+pub const MAX_DELIVER: i64 = 20;
 
 pub async fn run(ctx: BrokerContext, stop: CancellationToken) {
     let mut messages = loop {
@@ -81,29 +88,29 @@ pub async fn run(ctx: BrokerContext, stop: CancellationToken) {
     lanes.wait().await;
 }
 
-async fn open(ctx: &BrokerContext) -> Result<pull::Stream, String> {
-    let stream = ctx
-        .js
-        .get_stream(EVENTS_STREAM)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn open(ctx: &BrokerContext) -> Result<pull::Stream, ConsumeError> {
+    let stream = ctx.js.get_stream(EVENTS_STREAM).await?;
     let consumer: PullConsumer = stream
         .create_consumer(pull::Config {
             durable_name: Some(CONSUMER.into()),
             ack_policy: AckPolicy::Explicit,
             ack_wait: Duration::from_secs(30),
+            max_deliver: MAX_DELIVER,
             max_ack_pending: MAX_ACK_PENDING,
             description: Some("Vapora backend: applies worker reports".into()),
             ..Default::default()
         })
-        .await
-        .map_err(|e| e.to_string())?;
-    consumer
-        .stream()
-        .max_messages_per_batch(500)
-        .messages()
-        .await
-        .map_err(|e| e.to_string())
+        .await?;
+    Ok(consumer.stream().max_messages_per_batch(500).messages().await?)
+}
+
+/// The nak delay before delivery `delivered + 1`: 1 s, doubling, at most a
+/// minute, so a short outage is retried soon and a long one is not hammered.
+fn retry_delay(delivered: i64) -> Duration {
+    let exponent = u32::try_from(delivered.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(6);
+    Duration::from_secs(1 << exponent).min(Duration::from_secs(60))
 }
 
 async fn lane(ctx: BrokerContext, mut messages: mpsc::Receiver<js::Message>) {
@@ -125,44 +132,38 @@ async fn apply_batch(ctx: &BrokerContext, messages: Vec<js::Message>) {
                 readable.push(message);
             }
             Err(e) => {
-                tracing::warn!(subject = %message.subject, error = %e, "unreadable worker report dropped");
+                tracing::debug!(subject = %message.subject, error = %e, "unreadable worker report dropped");
+                ctx.intake.metrics.report_rejected(RejectedReport::Unreadable);
                 let _ = message.ack_with(AckKind::Term).await;
             }
         }
     }
-    let outcomes = ctx.tasks.apply_reports(&reports).await;
+    let outcomes = ctx.intake.apply(&reports).await;
     for ((report, message), outcome) in reports.iter().zip(readable).zip(outcomes) {
         match outcome {
-            Ok(outcome) => {
-                note_in_registry(ctx, report, &outcome).await;
-                if let (ReportOutcome::Stale, TaskReport::Started { .. }) = (&outcome, report) {
-                    // A worker is running an attempt nobody wants any more.
-                    ctx.tasks
-                        .running_tasks()
-                        .cancel(report.task_id(), report.attempt())
-                        .await;
-                }
+            Ok(_) => {
                 let _ = message.ack().await;
             }
             Err(e) => {
-                tracing::warn!(task = %report.task_id(), error = %e, "could not apply a report; it will be redelivered");
-                let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
+                tracing::warn!(task = %report.task_id(), delivered, error = %e, "could not apply a report; it will be redelivered");
+                let _ = message.ack_with(AckKind::Nak(Some(retry_delay(delivered)))).await;
             }
         }
     }
 }
 
-async fn note_in_registry(ctx: &BrokerContext, report: &TaskReport, outcome: &ReportOutcome) {
-    let ReportOutcome::Applied(_) = outcome else {
-        return;
-    };
-    let (agent, finished) = match report {
-        TaskReport::Started { agent_id, .. } => (agent_id, None),
-        TaskReport::Succeeded { agent_id, .. } => (agent_id, Some(true)),
-        TaskReport::Failed { agent_id, .. } => (agent_id, Some(false)),
-        TaskReport::Progress { .. } => return,
-    };
-    if let Some(agent) = ctx.registry.note_report(agent, report.task_id(), finished).await {
-        ctx.events.publish(&Event::AgentUpdated(agent));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_to_a_minute() {
+        let delays: Vec<u64> = [1, 2, 3, 7, 8, 20, i64::MAX]
+            .map(|n| retry_delay(n).as_secs())
+            .to_vec();
+        assert_eq!(delays, [1, 2, 4, 60, 60, 60, 60]);
+        let outage: u64 = (1..MAX_DELIVER).map(|n| retry_delay(n).as_secs()).sum();
+        assert!(outage >= 10 * 60, "deliveries span only {outage} s");
     }
 }

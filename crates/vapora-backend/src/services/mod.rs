@@ -1,6 +1,7 @@
 //! Business logic, kept out of the HTTP handlers so that the API, the worker
 //! pool and tests all go through the same rules.
 
+pub mod cancellations;
 pub mod dispatch_times;
 pub mod projects;
 pub mod tasks;

@@ -15,17 +15,16 @@ use std::time::Duration;
 use chrono::Utc;
 use serde::Serialize;
 use vapora_agents::RoleCatalog;
-use vapora_shared::{
-    AgentId, Event, NewTask, Project, Task, TaskId, TaskPatch, TaskResult, TaskStatus, TransitionError,
-};
+use vapora_shared::lifecycle::UserChange;
+use vapora_shared::{Event, NewTask, Project, Task, TaskId, TaskPatch, TaskStatus};
 
 use super::dispatch_times::DispatchTimes;
-use crate::api::task_queue::{Admission, SharedTaskQueue};
 use crate::error::AppError;
 use crate::events::EventBus;
 use crate::metrics::Metrics;
+use crate::queue::{Admission, SharedTaskQueue};
+use crate::services::cancellations::RunningTasks;
 use crate::storage::{Database, StaleReport, TaskFilter, TaskWrite, Transition};
-use crate::swarm::cancellations::RunningTasks;
 
 /// Lost compare-and-set races tolerated before giving up with a conflict.
 pub(super) const MAX_WRITE_RACES: usize = 32;
@@ -69,14 +68,6 @@ pub struct TaskHistory {
     pub task_id: TaskId,
     pub transitions: Vec<Transition>,
     pub stale_reports: Vec<StaleReport>,
-}
-
-/// What a person asked for, through PATCH, cancel or retry.
-#[derive(Debug)]
-enum UserChange {
-    Patch(TaskPatch),
-    Cancel,
-    Retry,
 }
 
 impl TaskService {
@@ -134,7 +125,7 @@ impl TaskService {
         // task outright instead of storing one that can never run.
         let admission = if dispatch {
             let admission = self.admit()?;
-            move_to(&mut task, TaskStatus::Queued);
+            task.move_to(TaskStatus::Queued, task.created_at);
             Some(admission)
         } else {
             None
@@ -215,59 +206,38 @@ impl TaskService {
     }
 
     async fn apply_user_change(&self, id: TaskId, change: UserChange) -> Result<Task, AppError> {
-        let target = match &change {
-            UserChange::Patch(p) => p.status,
-            UserChange::Cancel => Some(TaskStatus::Cancelled),
-            UserChange::Retry => Some(TaskStatus::Queued),
-        };
         let mut admission: Option<Admission> = None;
         let now = Utc::now();
         let mut before: Option<Task> = None;
         let after = self
             .update_task(id, |task| {
                 before = Some(task.clone());
-                let mut next = match &change {
-                    UserChange::Patch(patch) => {
-                        if patch.edits_fields() && task.status == TaskStatus::Running {
-                            return Err(AppError::Conflict(
-                                "the task is running; cancel it (or wait for it) before editing".into(),
-                            ));
-                        }
-                        patch.apply_fields(task)?
-                    }
-                    UserChange::Retry if task.status != TaskStatus::Failed => {
-                        return Err(AppError::Conflict(format!(
-                            "only failed tasks can be retried; this one is {}",
-                            task.status
-                        )));
-                    }
-                    _ => task.clone(),
-                };
-                if let Some(to) = target.filter(|to| *to != task.status) {
-                    if !task.status.can_be_moved_by_user_to(to) {
-                        return Err(TransitionError {
-                            from: task.status,
-                            to,
-                        }
-                        .into());
-                    }
-                    if to == TaskStatus::Queued && admission.is_none() {
-                        // Room in the queue first: nothing is written if full.
-                        admission = Some(self.admit()?);
-                    }
-                    move_to(&mut next, to);
+                let next = change.apply(task, now)?;
+                if next.status == TaskStatus::Queued
+                    && task.status != TaskStatus::Queued
+                    && admission.is_none()
+                {
+                    // Room in the queue first: nothing is written if full.
+                    admission = Some(self.admit()?);
                 }
-                next.updated_at = now;
                 Ok(Some(next))
             })
             .await?
             .expect("user changes always write");
         let before = before.expect("update_task read the task");
+        self.follow_user_change(&before, &after, admission).await;
+        if before.status != after.status {
+            self.metrics.task_moved(&after);
+        }
+        self.events.publish(&Event::TaskUpdated(after.clone()));
+        Ok(after)
+    }
 
-        // Side effects, now that the write is ours.
+    /// The queue and the workers follow a person's change, once it is stored.
+    async fn follow_user_change(&self, before: &Task, after: &Task, admission: Option<Admission>) {
         match (before.status, after.status) {
             (from, TaskStatus::Queued) if from != TaskStatus::Queued => {
-                let admission = admission.take().expect("admitted for a move to queued");
+                let admission = admission.expect("admitted for a move to queued");
                 self.queue
                     .push(
                         after.id,
@@ -299,60 +269,6 @@ impl TaskService {
             }
             _ => {}
         }
-        if before.status != after.status {
-            self.metrics.task_moved(&after);
-        }
-        self.events.publish(&Event::TaskUpdated(after.clone()));
-        Ok(after)
-    }
-
-    /// Worker side: claims `attempt` of the task for `agent`. Returns `None`
-    /// when the attempt is no longer current (cancelled, superseded).
-    pub async fn start_attempt(
-        &self,
-        id: TaskId,
-        attempt: u32,
-        agent: &AgentId,
-    ) -> Result<Option<Task>, AppError> {
-        let now = Utc::now();
-        let started = self
-            .update_task(id, |task| {
-                if task.status != TaskStatus::Queued || task.attempt != attempt {
-                    return Ok(None);
-                }
-                let mut next = task.clone();
-                move_to(&mut next, TaskStatus::Running);
-                next.assigned_agent = Some(agent.clone());
-                next.dispatched_at.get_or_insert(now);
-                next.started_at = Some(now);
-                next.updated_at = now;
-                Ok(Some(next))
-            })
-            .await;
-        self.publish_worker_change(id, attempt, "start", started)
-    }
-
-    /// Worker side: records the outcome of `attempt`. A result for an attempt
-    /// that is no longer running is ignored (and logged), never applied.
-    pub async fn finish_attempt(
-        &self,
-        id: TaskId,
-        attempt: u32,
-        outcome: Result<TaskResult, String>,
-    ) -> Result<Option<Task>, AppError> {
-        let now = Utc::now();
-        let finished = self
-            .update_task(id, |task| {
-                if task.status != TaskStatus::Running || task.attempt != attempt {
-                    return Ok(None);
-                }
-                let mut next = task.clone();
-                record_outcome(&mut next, outcome.as_ref());
-                next.updated_at = now;
-                Ok(Some(next))
-            })
-            .await;
-        self.publish_worker_change(id, attempt, "result", finished)
     }
 
     /// Puts a running attempt back in `queued` under a new attempt, without
@@ -366,7 +282,7 @@ impl TaskService {
                     return Ok(None);
                 }
                 let mut next = task.clone();
-                move_to(&mut next, TaskStatus::Queued);
+                next.move_to(TaskStatus::Queued, now);
                 next.updated_at = now;
                 Ok(Some(next))
             })
@@ -452,45 +368,4 @@ impl TaskService {
             "task {id} is changing too fast; try again"
         )))
     }
-}
-
-/// Moves a running attempt to its outcome: `done` (or `review` when the task
-/// needs approval) with the result, or `failed` with the error.
-pub(super) fn record_outcome(task: &mut Task, outcome: Result<&TaskResult, &String>) {
-    match outcome {
-        Ok(result) => {
-            let to = if task.requires_approval {
-                TaskStatus::Review
-            } else {
-                TaskStatus::Done
-            };
-            move_to(task, to);
-            task.result = Some(result.clone());
-        }
-        Err(error) => {
-            move_to(task, TaskStatus::Failed);
-            task.error = Some(error.clone());
-        }
-    }
-}
-
-/// Applies the bookkeeping of a status change: a new dispatch is a new
-/// attempt with a clean slate; leaving for a final state stamps the end.
-pub(super) fn move_to(task: &mut Task, to: TaskStatus) {
-    match to {
-        TaskStatus::Queued => {
-            task.attempt += 1;
-            task.assigned_agent = None;
-            task.dispatched_at = None;
-            task.result = None;
-            task.error = None;
-            task.started_at = None;
-            task.finished_at = None;
-        }
-        TaskStatus::Done | TaskStatus::Failed | TaskStatus::Cancelled | TaskStatus::Review => {
-            task.finished_at = Some(Utc::now());
-        }
-        TaskStatus::Todo | TaskStatus::Running => {}
-    }
-    task.status = to;
 }

@@ -1,22 +1,22 @@
-//! Remote workers' side of the task lifecycle (broker mode): dispatch
-//! bookkeeping, reports, and dead letters, all through the attempt fence.
+//! Workers' side of the task lifecycle: reports (from the in-process pool
+//! and agent servers alike), dispatch bookkeeping and dead letters (broker
+//! mode), all through the attempt fence.
 //!
-//! A report moves a task only if it is about the attempt the task is on and
-//! the move makes sense from the stored state. Anything else is *stale* (a
-//! superseded attempt, a task cancelled meanwhile): it is recorded in
-//! `stale_report` and dropped. JetStream delivers at least once and two
-//! replicas may share the work, so reports can come twice or out of order;
-//! every rule below is idempotent, and a result may arrive before its
-//! `started`.
+//! The fence's rules are [`vapora_shared::lifecycle::judge`]; this module
+//! reads and writes the tasks they judge. A stale report (a superseded
+//! attempt, a task cancelled meanwhile) is recorded in `stale_report` and
+//! dropped; a report about a task that does not exist is answered as such,
+//! so a consumer can acknowledge it instead of retrying it forever.
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use vapora_shared::lifecycle::{Verdict, judge};
 use vapora_shared::wire::TaskReport;
-use vapora_shared::{AgentId, Event, Task, TaskId, TaskProgress, TaskResult, TaskStatus};
+use vapora_shared::{AgentId, Event, Task, TaskId, TaskProgress, TaskStatus};
 
 use super::TaskService;
-use super::tasks::{MAX_WRITE_RACES, move_to, record_outcome};
+use super::tasks::MAX_WRITE_RACES;
 use crate::error::AppError;
 use crate::storage::TaskWrite;
 
@@ -29,6 +29,8 @@ pub enum ReportOutcome {
     Unchanged,
     /// About an attempt the task is no longer on: recorded and ignored.
     Stale,
+    /// About a task that does not exist (deleted, or never ours).
+    UnknownTask,
 }
 
 impl TaskService {
@@ -106,7 +108,10 @@ impl TaskService {
                 })
             })
             .await;
-        self.conclude(report, change, stale).await
+        match change {
+            Err(AppError::NotFound { .. }) => Ok(ReportOutcome::UnknownTask),
+            change => self.conclude(report, change, stale).await,
+        }
     }
 
     /// Applies a batch of reports (in the order received) with one read
@@ -122,6 +127,10 @@ impl TaskService {
             Some(verdicts) => {
                 let mut outcomes = Vec::with_capacity(reports.len());
                 for (report, verdict) in reports.iter().zip(verdicts) {
+                    let Some(verdict) = verdict else {
+                        outcomes.push(Ok(ReportOutcome::UnknownTask));
+                        continue;
+                    };
                     outcomes.push(match verdict {
                         Verdict::Move(next) => self.conclude(report, Ok(Some(*next)), false).await,
                         Verdict::Stale => self.conclude(report, Ok(None), true).await,
@@ -146,7 +155,8 @@ impl TaskService {
 
     /// Judges every report against the stored tasks and writes the moves in
     /// one transaction; `None` when that did not happen (nothing written).
-    async fn judge_batch(&self, reports: &[TaskReport]) -> Option<Vec<Verdict>> {
+    /// A report about a task that does not exist is judged `None`.
+    async fn judge_batch(&self, reports: &[TaskReport]) -> Option<Vec<Option<Verdict>>> {
         let mut ids: Vec<TaskId> = reports
             .iter()
             .filter(|r| !matches!(r, TaskReport::Progress { .. }))
@@ -155,7 +165,7 @@ impl TaskService {
         ids.sort_unstable();
         ids.dedup();
         if ids.is_empty() {
-            return Some(reports.iter().map(|_| Verdict::Unchanged).collect());
+            return Some(reports.iter().map(|_| Some(Verdict::Unchanged)).collect());
         }
         let mut writes: HashMap<TaskId, TaskWrite> = match self.db.get_tasks(&ids).await {
             Ok(stored) => stored
@@ -171,17 +181,19 @@ impl TaskService {
         let mut verdicts = Vec::with_capacity(reports.len());
         for report in reports {
             if let TaskReport::Progress { .. } = report {
-                verdicts.push(Verdict::Unchanged);
+                verdicts.push(Some(Verdict::Unchanged));
                 continue;
             }
-            // A missing task: the one-by-one path answers not found.
-            let write = writes.get_mut(&report.task_id())?;
+            let Some(write) = writes.get_mut(&report.task_id()) else {
+                verdicts.push(None);
+                continue;
+            };
             let verdict = judge(report, &write.next, Utc::now(), self.dispatched_at(report));
             if let Verdict::Move(next) = &verdict {
                 write.then((**next).clone());
                 changed.insert(next.id);
             }
-            verdicts.push(verdict);
+            verdicts.push(Some(verdict));
         }
         let writes: Vec<TaskWrite> = writes
             .into_values()
@@ -234,7 +246,7 @@ impl TaskService {
     /// Streamed output goes straight to dashboards. It is not checked
     /// against the stored attempt (a read per chunk); the event names its
     /// attempt for dashboards to match.
-    fn publish_progress(&self, report: &TaskReport) {
+    pub fn publish_progress(&self, report: &TaskReport) {
         if let TaskReport::Progress {
             task_id,
             project_id,
@@ -269,107 +281,77 @@ impl TaskService {
         self.db
             .record_dead_letter(id, attempt, role, deliveries, stream_seq)
             .await?;
+        let error = format!(
+            "{DEAD_LETTERED}: attempt {attempt} was delivered {deliveries} times and no worker finished it"
+        );
+        self.fail_attempt(id, attempt, "dead letter", error, |task| {
+            matches!(task.status, TaskStatus::Queued | TaskStatus::Running)
+        })
+        .await
+    }
+
+    /// Running tasks (broker mode: the stall watcher's rounds).
+    pub async fn running(&self) -> Result<Vec<Task>, AppError> {
+        let stored = self.db.tasks_in_status(&[TaskStatus::Running]).await?;
+        Ok(stored.into_iter().map(|s| s.task).collect())
+    }
+
+    /// Fails `attempt` of a running task whose agent went silent, unless
+    /// the task changed since `seen` was read (a report came after all).
+    pub async fn fail_stalled(
+        &self,
+        seen: &Task,
+        silent_for: std::time::Duration,
+    ) -> Result<Option<Task>, AppError> {
+        let agent = seen.assigned_agent.as_ref().map_or("no agent", |a| a.0.as_str());
+        let error = format!(
+            "{STALLED}: attempt {} got no report or heartbeat from {agent} for {} s",
+            seen.attempt,
+            silent_for.as_secs()
+        );
+        let failed = self
+            .fail_attempt(seen.id, seen.attempt, "stall", error, |task| {
+                task.status == TaskStatus::Running && task.updated_at == seen.updated_at
+            })
+            .await?;
+        if failed.is_some() {
+            // Should the worker come back, it stops rather than answering late.
+            self.running.cancel(seen.id, seen.attempt).await;
+        }
+        Ok(failed)
+    }
+
+    /// Moves `attempt` of the task to `failed` with `error`, if it is still
+    /// the current attempt and `still` holds for the stored task.
+    async fn fail_attempt(
+        &self,
+        id: TaskId,
+        attempt: u32,
+        what: &str,
+        error: String,
+        still: impl Fn(&Task) -> bool,
+    ) -> Result<Option<Task>, AppError> {
         let now = Utc::now();
         let failed = self
             .update_task(id, |task| {
-                if task.attempt != attempt || !matches!(task.status, TaskStatus::Queued | TaskStatus::Running)
-                {
+                if task.attempt != attempt || !still(task) {
                     return Ok(None);
                 }
                 let mut next = task.clone();
-                move_to(&mut next, TaskStatus::Failed);
-                next.error = Some(format!(
-                    "{DEAD_LETTERED}: attempt {attempt} was delivered {deliveries} times and no worker finished it"
-                ));
+                next.move_to(TaskStatus::Failed, now);
+                next.error = Some(error.clone());
                 next.updated_at = now;
                 Ok(Some(next))
             })
             .await;
-        self.publish_worker_change(id, attempt, "dead letter", failed)
+        self.publish_worker_change(id, attempt, what, failed)
     }
-}
-
-/// What the attempt fence makes of a report, judged against a task's state.
-#[derive(Debug)]
-enum Verdict {
-    /// The task moves (or changes hands) to this state.
-    Move(Box<Task>),
-    /// Nothing to store: progress, or a repeat of something already applied.
-    Unchanged,
-    /// About an attempt the task is no longer on.
-    Stale,
-}
-
-/// `dispatched_at`: when the broker acknowledged the attempt, if known and
-/// not stored yet.
-fn judge(
-    report: &TaskReport,
-    task: &Task,
-    now: DateTime<Utc>,
-    dispatched_at: Option<DateTime<Utc>>,
-) -> Verdict {
-    let current_attempt = task.attempt == report.attempt();
-    let open = matches!(task.status, TaskStatus::Queued | TaskStatus::Running);
-    let mut next = task.clone();
-    match report {
-        TaskReport::Progress { .. } => return Verdict::Unchanged,
-        TaskReport::Started { agent_id, .. } => {
-            if !current_attempt || !open {
-                return Verdict::Stale;
-            }
-            if task.assigned_agent.as_ref() == Some(agent_id) {
-                return Verdict::Unchanged;
-            }
-            if task.status == TaskStatus::Queued {
-                move_to(&mut next, TaskStatus::Running);
-                next.dispatched_at.get_or_insert(dispatched_at.unwrap_or(now));
-                next.started_at = Some(now);
-            }
-            // Running already: the attempt was redelivered to another
-            // worker after the first one went quiet.
-            next.assigned_agent = Some(agent_id.clone());
-        }
-        TaskReport::Succeeded { .. } | TaskReport::Failed { .. } if !current_attempt || !open => {
-            // A repeat of a result already applied is a duplicate, not
-            // stale; a cancelled or superseded attempt is stale.
-            let superseded =
-                !current_attempt || matches!(task.status, TaskStatus::Cancelled | TaskStatus::Todo);
-            return if superseded {
-                Verdict::Stale
-            } else {
-                Verdict::Unchanged
-            };
-        }
-        TaskReport::Succeeded { agent_id, result, .. } => {
-            finish(&mut next, agent_id, Ok(result), dispatched_at.unwrap_or(now), now)
-        }
-        TaskReport::Failed { agent_id, error, .. } => {
-            finish(&mut next, agent_id, Err(error), dispatched_at.unwrap_or(now), now)
-        }
-    }
-    next.updated_at = now;
-    Verdict::Move(Box::new(next))
-}
-
-/// The current attempt's outcome, reported by `agent`.
-fn finish(
-    next: &mut Task,
-    agent: &AgentId,
-    outcome: Result<&TaskResult, &String>,
-    dispatched_at: DateTime<Utc>,
-    now: DateTime<Utc>,
-) {
-    if next.status == TaskStatus::Queued {
-        // The result overtook its `started`.
-        next.dispatched_at.get_or_insert(dispatched_at);
-        next.started_at = Some(now);
-    }
-    next.assigned_agent = Some(agent.clone());
-    record_outcome(next, outcome);
 }
 
 /// Prefix of the error of a task failed because its attempt was dead-lettered.
 pub const DEAD_LETTERED: &str = "dead_lettered";
+/// Prefix of the error of a task failed because its agent went silent.
+pub const STALLED: &str = "stalled";
 
 fn report_kind(report: &TaskReport) -> &'static str {
     match report {

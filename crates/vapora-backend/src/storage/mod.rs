@@ -52,6 +52,7 @@ DEFINE FIELD OVERWRITE result.tokens_in ON task TYPE int;
 DEFINE FIELD OVERWRITE result.tokens_out ON task TYPE int;
 DEFINE FIELD OVERWRITE result.cost_usd ON task TYPE number;
 DEFINE FIELD OVERWRITE result.attempts ON task TYPE int DEFAULT 1;
+DEFINE FIELD OVERWRITE result.output_truncated ON task TYPE bool DEFAULT false;
 DEFINE FIELD OVERWRITE error ON task TYPE option<string>;
 DEFINE FIELD OVERWRITE created_at ON task TYPE string;
 DEFINE FIELD OVERWRITE updated_at ON task TYPE string;

@@ -5,10 +5,14 @@
 //! bounded channel, and a fixed number of workers (each registered as an
 //! agent) take them from it. The workers share the receiver behind a tokio
 //! `Mutex`: an idle worker holds it while it waits, so exactly one idle
-//! worker is next in line and the others wait their turn. The channel holds one entry, so the dispatcher
-//! only pops from the priority queue when a worker is about to be free:
+//! worker is next in line and the others wait their turn. The channel holds
+//! one entry, so the dispatcher only pops from the priority queue when a worker is about to be free:
 //! urgent work that arrives later still overtakes, and a stale entry
 //! never piles up.
+//!
+//! Each attempt runs through [`vapora_agents::run_attempt`], the runner agent
+//! servers use too; its reports go straight to the attempt fence
+//! ([`crate::swarm::reports`]).
 //!
 //! Shutdown has two steps: `stop_taking` stops dispatchers and idle workers;
 //! `abort` (after the grace period) cuts in-flight LLM calls, whose tasks are
@@ -19,26 +23,24 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use vapora_agents::{ExecutionError, RoleCatalog, execute};
+use vapora_agents::attempt::AgentContext;
+use vapora_agents::{AttemptOutcome, Claim, OutputLimits, ReportSink, RoleCatalog, SinkError, run_attempt};
 use vapora_llm_router::LlmClient;
-use vapora_shared::{AgentId, Event, Role, TaskProgress};
+use vapora_shared::wire::TaskReport;
+use vapora_shared::{AgentId, Event, Role, TaskId, TaskStatus};
 
-use crate::api::task_queue::{QueuedTask, SharedTaskQueue};
-use crate::events::EventBus;
-use crate::services::TaskService;
-use crate::swarm::cancellations::RunningTasks;
-use crate::swarm::registry::AgentRegistry;
+use crate::queue::{QueuedTask, SharedTaskQueue};
+use crate::services::ReportOutcome;
+use crate::swarm::reports::ReportIntake;
 
 /// Everything a worker needs; cloned into each one.
 #[derive(Debug, Clone)]
 pub struct PoolContext {
-    pub tasks: TaskService,
+    pub intake: ReportIntake,
     pub queue: SharedTaskQueue,
-    pub registry: AgentRegistry,
-    pub events: EventBus,
     pub llm: Arc<dyn LlmClient>,
     pub roles: RoleCatalog,
-    pub running: RunningTasks,
+    pub limits: OutputLimits,
 }
 
 /// Shutdown controls of a running pool.
@@ -69,10 +71,11 @@ pub async fn spawn(ctx: PoolContext, workers_per_role: usize, tracker: &TaskTrac
         for n in 1..=workers_per_role.max(1) {
             let id = AgentId(format!("{role}-{n}"));
             let agent = ctx
+                .intake
                 .registry
                 .register(id.clone(), role.clone(), "in-process")
                 .await;
-            ctx.events.publish(&Event::AgentUpdated(agent));
+            ctx.intake.events.publish(&Event::AgentUpdated(agent));
             tracker.spawn(work(ctx.clone(), id, rx.clone(), shutdown.clone()));
         }
     }
@@ -112,73 +115,87 @@ async fn work(
         // Dropping the entry returns its queue slot: the task has left the queue.
         let (task_id, attempt) = (entry.task_id, entry.attempt);
         drop(entry);
-        run_attempt(&ctx, &id, task_id, attempt, &shutdown.abort).await;
+        take_attempt(&ctx, &id, task_id, attempt, &shutdown.abort).await;
     }
-    if let Some(agent) = ctx.registry.set_offline(&id).await {
-        ctx.events.publish(&Event::AgentUpdated(agent));
+    if let Some(agent) = ctx.intake.registry.set_offline(&id).await {
+        ctx.intake.events.publish(&Event::AgentUpdated(agent));
     }
 }
 
-async fn run_attempt(
+/// Runs one queued attempt through the shared attempt runner, reporting
+/// straight to the attempt fence.
+async fn take_attempt(
     ctx: &PoolContext,
     agent_id: &AgentId,
-    task_id: vapora_shared::TaskId,
+    task_id: TaskId,
     attempt: u32,
     abort: &CancellationToken,
 ) {
-    // Register before claiming, so a cancel that lands right after the claim
-    // already finds the token.
-    let cancel = ctx.running.register(task_id, abort);
-    let task = match ctx.tasks.start_attempt(task_id, attempt, agent_id).await {
-        Ok(Some(task)) => task,
-        Ok(None) => {
-            ctx.running.remove(task_id);
-            return;
-        }
+    let tasks = &ctx.intake.tasks;
+    // What goes into the prompt; the fence re-checks the attempt when
+    // `started` is applied, so a change in between is caught there.
+    let task = match tasks.get(task_id).await {
+        Ok(task) if task.attempt == attempt && task.status == TaskStatus::Queued => task,
+        Ok(_) => return,
         Err(e) => {
-            tracing::error!(task = %task_id, error = %e, "could not claim task; it stays queued for recovery");
-            ctx.running.remove(task_id);
-            return;
+            return tracing::error!(task = %task_id, error = %e, "could not read a queued task; it stays queued for recovery");
         }
     };
-    if let Some(agent) = ctx.registry.start_task(agent_id, task_id).await {
-        ctx.events.publish(&Event::AgentUpdated(agent));
-    }
-
-    let mut seq = 0;
-    let outcome = execute(ctx.llm.as_ref(), &ctx.roles, (&task).into(), &cancel, |chunk| {
-        ctx.events.publish(&Event::TaskProgress(TaskProgress {
-            task_id,
-            project_id: task.project_id,
-            attempt,
-            agent_id: agent_id.clone(),
-            seq,
-            chunk: chunk.to_owned(),
-        }));
-        seq += 1;
-    })
-    .await;
-    ctx.running.remove(task_id);
-
-    let succeeded = outcome.is_ok();
-    let recorded = match outcome {
-        Ok(result) => ctx.tasks.finish_attempt(task_id, attempt, Ok(result)).await,
-        // Our own shutdown cut the call: hand the task back.
-        Err(ExecutionError::Cancelled) if abort.is_cancelled() => {
-            ctx.tasks.interrupt_attempt(task_id, attempt).await
-        }
-        // Cancelled through the API, which already moved the task.
-        Err(ExecutionError::Cancelled) => Ok(None),
-        Err(e) => {
-            ctx.tasks
-                .finish_attempt(task_id, attempt, Err(e.to_string()))
-                .await
-        }
+    // Registered before `started` is applied, so a cancel that lands right
+    // after the claim already finds the token.
+    let cancel = tasks.running_tasks().register(task_id);
+    let agent = AgentContext {
+        id: agent_id,
+        llm: ctx.llm.as_ref(),
+        roles: &ctx.roles,
+        limits: ctx.limits,
     };
-    if let Err(e) = recorded {
-        tracing::error!(task = %task_id, attempt, error = %e, "could not record the outcome; the task is re-queued at next start");
+    let sink = LocalSink(&ctx.intake);
+    let outcome = run_attempt(agent, (&task).into(), &sink, &cancel, abort).await;
+    tasks.running_tasks().remove(task_id);
+    match outcome {
+        AttemptOutcome::Reported { .. } | AttemptOutcome::Superseded => return,
+        AttemptOutcome::Cancelled => {}
+        // Our own shutdown cut the call: hand the task back for the next start.
+        AttemptOutcome::Interrupted => {
+            if let Err(e) = tasks.interrupt_attempt(task_id, attempt).await {
+                tracing::error!(task = %task_id, attempt, error = %e, "could not hand back an interrupted attempt; recovery re-queues it at next start");
+            }
+        }
+        AttemptOutcome::Undelivered(e) => {
+            tracing::error!(task = %task_id, attempt, error = %e, "could not record the attempt; recovery re-queues it at next start");
+        }
     }
-    if let Some(agent) = ctx.registry.finish_task(agent_id, succeeded).await {
-        ctx.events.publish(&Event::AgentUpdated(agent));
+    ctx.intake.attempt_stopped(agent_id, task_id).await;
+}
+
+/// In-process reports go straight to the attempt fence, so the pool knows
+/// at once whether its `started` was accepted.
+struct LocalSink<'a>(&'a ReportIntake);
+
+impl LocalSink<'_> {
+    async fn apply(&self, report: TaskReport) -> Result<ReportOutcome, SinkError> {
+        let outcome = self.0.apply(std::slice::from_ref(&report)).await.pop();
+        outcome
+            .unwrap_or(Ok(ReportOutcome::Unchanged))
+            .map_err(SinkError::new)
+    }
+}
+
+impl ReportSink for LocalSink<'_> {
+    async fn started(&self, report: TaskReport) -> Result<Claim, SinkError> {
+        Ok(match self.apply(report).await? {
+            ReportOutcome::Applied(_) => Claim::Proceed,
+            // Cancelled, superseded or already taken: not ours to run.
+            _ => Claim::Superseded,
+        })
+    }
+
+    fn progress(&self, report: TaskReport) {
+        self.0.tasks.publish_progress(&report);
+    }
+
+    async fn finished(&self, report: TaskReport) -> Result<(), SinkError> {
+        self.apply(report).await.map(drop)
     }
 }

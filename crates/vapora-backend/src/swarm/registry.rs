@@ -13,6 +13,16 @@ use tokio::sync::RwLock;
 use vapora_shared::wire::Heartbeat;
 use vapora_shared::{Agent, AgentId, AgentStatus, Role, TaskId};
 
+/// What an agent did with a task, as far as the registry cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    Started,
+    Succeeded,
+    Failed,
+    /// The attempt ended without an outcome: cancelled, or cut by shutdown.
+    Stopped,
+}
+
 /// What the registry knows about one agent.
 pub type AgentState = Agent;
 
@@ -40,31 +50,6 @@ impl AgentRegistry {
         };
         self.agents.write().await.insert(id, agent.clone());
         agent
-    }
-
-    /// Marks the agent busy with `task`.
-    pub async fn start_task(&self, id: &AgentId, task: TaskId) -> Option<Agent> {
-        self.update(id, |a| {
-            a.status = AgentStatus::Busy;
-            a.current_task = Some(task);
-            a.load = 1;
-        })
-        .await
-    }
-
-    /// Marks the agent idle again, counting the outcome.
-    pub async fn finish_task(&self, id: &AgentId, succeeded: bool) -> Option<Agent> {
-        self.update(id, |a| {
-            a.status = AgentStatus::Idle;
-            a.current_task = None;
-            a.load = 0;
-            if succeeded {
-                a.tasks_completed += 1;
-            } else {
-                a.tasks_failed += 1;
-            }
-        })
-        .await
     }
 
     pub async fn set_offline(&self, id: &AgentId) -> Option<Agent> {
@@ -119,24 +104,31 @@ impl AgentRegistry {
         changed.then(|| agent.clone())
     }
 
-    /// A remote agent reported on a task: note what it works on, and count
-    /// the outcome once it finished (`Some(succeeded)`).
-    pub async fn note_report(&self, id: &AgentId, task: TaskId, finished: Option<bool>) -> Option<Agent> {
-        self.update(id, |a| match finished {
-            None => {
+    /// An agent reported on a task: note what it works on, count the
+    /// outcome once it finished, and free it when it stopped without one.
+    /// The load follows the reports; a remote agent's next heartbeat states
+    /// its own.
+    pub async fn note_activity(&self, id: &AgentId, task: TaskId, activity: Activity) -> Option<Agent> {
+        self.update(id, |a| {
+            if activity == Activity::Started {
                 a.current_task = Some(task);
-                a.status = AgentStatus::Busy;
-            }
-            Some(succeeded) => {
+                a.load = a.load.saturating_add(1);
+            } else {
                 if a.current_task == Some(task) {
                     a.current_task = None;
                 }
-                if succeeded {
-                    a.tasks_completed += 1;
-                } else {
-                    a.tasks_failed += 1;
+                a.load = a.load.saturating_sub(1);
+                match activity {
+                    Activity::Succeeded => a.tasks_completed += 1,
+                    Activity::Failed => a.tasks_failed += 1,
+                    Activity::Started | Activity::Stopped => {}
                 }
             }
+            a.status = if a.load > 0 {
+                AgentStatus::Busy
+            } else {
+                AgentStatus::Idle
+            };
         })
         .await
     }

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tokio::sync::Barrier;
 use vapora_backend::api::task_queue::SharedTaskQueue;
-use vapora_backend::swarm::registry::AgentRegistry;
+use vapora_backend::swarm::registry::{Activity, AgentRegistry};
 use vapora_shared::{AgentId, AgentStatus, Priority, Role, TaskId};
 
 use crate::support::spawn_app;
@@ -39,9 +39,16 @@ async fn test_concurrent_state_access() {
         handles.push(tokio::spawn(async move {
             let id = AgentId(format!("agent-{w}"));
             for _ in 0..200 {
-                registry.start_task(&id, TaskId::new()).await.unwrap();
+                let task = TaskId::new();
+                registry
+                    .note_activity(&id, task, Activity::Started)
+                    .await
+                    .unwrap();
                 tokio::task::yield_now().await;
-                registry.finish_task(&id, true).await.unwrap();
+                registry
+                    .note_activity(&id, task, Activity::Succeeded)
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -302,8 +309,14 @@ async fn test_shared_state_stress() {
                             }
                         }
                         _ => {
-                            registry.start_task(&agent, TaskId::new()).await;
-                            registry.finish_task(&agent, x.is_multiple_of(2)).await;
+                            let task = TaskId::new();
+                            registry.note_activity(&agent, task, Activity::Started).await;
+                            let outcome = if x.is_multiple_of(2) {
+                                Activity::Succeeded
+                            } else {
+                                Activity::Failed
+                            };
+                            registry.note_activity(&agent, task, outcome).await;
                             assert!(registry.get(&agent).await.is_some());
                         }
                     }

@@ -10,8 +10,8 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use vapora_llm_router::testing::Script;
 use vapora_shared::wire::{
-    EVENTS_STREAM, MSG_ID_HEADER, TASKS_STREAM, TaskAttempt, TaskReport, attempt_msg_id, report_msg_id,
-    task_events_subject, task_subject,
+    EVENTS_STREAM, MSG_ID_HEADER, PROTOCOL_VERSION, TASKS_STREAM, TaskAttempt, TaskReport, attempt_msg_id,
+    report_msg_id, task_events_subject, task_subject,
 };
 use vapora_shared::{AgentId, TaskResult};
 
@@ -237,6 +237,7 @@ async fn a_result_for_a_superseded_attempt_is_recorded_and_ignored() {
             tokens_out: 1,
             cost_usd: 0.0,
             attempts: 1,
+            output_truncated: false,
         },
     };
     // Under its own message id (a worker that strays from the id scheme, or
@@ -277,6 +278,7 @@ async fn a_duplicate_publish_of_an_attempt_runs_it_once() {
     // ack, a backend restarting before it recorded the dispatch).
     let task = api.task(&id).await;
     let attempt = TaskAttempt {
+        protocol: PROTOCOL_VERSION,
         task_id: id.parse().unwrap(),
         project_id: project.parse().unwrap(),
         attempt: 1,

@@ -19,6 +19,9 @@ use vapora_llm_router::testing::{FakeProvider, Script};
 /// redelivered after 2 s, and given up on after 3 deliveries.
 pub const ACK_WAIT_SECS: &str = "2";
 pub const MAX_DELIVER: &str = "3";
+/// Long enough that only the stall test (which sets its own) sees a stall:
+/// elsewhere a killed agent's attempts wait for redelivery behind a backlog.
+pub const ATTEMPT_STALL_SECS: &str = "60";
 
 pub struct Cluster {
     pub nats: NatsServer,
@@ -66,14 +69,20 @@ impl Cluster {
             ("VAPORA_NATS_URL", self.nats.url().to_owned()),
             ("VAPORA_NATS_ACK_WAIT_SECS", ACK_WAIT_SECS.into()),
             ("VAPORA_NATS_MAX_DELIVER", MAX_DELIVER.into()),
+            ("VAPORA_ATTEMPT_STALL_SECS", ATTEMPT_STALL_SECS.into()),
             ("NO_COLOR", "1".into()),
         ]
     }
 
     /// Starts (or restarts) the backend on the cluster's on-disk database.
     pub async fn start_backend(&mut self) -> usize {
+        self.start_backend_with(&[]).await
+    }
+
+    /// As [`Self::start_backend`], with some settings of the test's own.
+    pub async fn start_backend_with(&mut self, extra_env: &[(&str, &str)]) -> usize {
         let url = self.database_url();
-        self.spawn_backend(&url, &[]).await
+        self.spawn_backend(&url, extra_env).await
     }
 
     pub async fn spawn_backend(&mut self, database_url: &str, extra_env: &[(&str, &str)]) -> usize {

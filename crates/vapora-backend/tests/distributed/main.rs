@@ -1,10 +1,12 @@
 //! Distributed execution over NATS JetStream, with every part a real,
 //! separate process (see `cluster`): end to end, chaos, a worker written in
-//! Python from `docs/protocol.md`, graceful shutdown, and two replicas.
+//! Python from `docs/protocol.md`, graceful shutdown, two replicas, and what
+//! must not wedge the system (`robustness`).
 
 mod chaos;
 mod cluster;
 mod end_to_end;
 mod python_worker;
 mod replicas;
+mod robustness;
 mod shutdown;

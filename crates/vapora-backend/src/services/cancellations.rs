@@ -24,9 +24,9 @@ pub struct RunningTasks {
 }
 
 impl RunningTasks {
-    /// A token for `task`, cancelled by [`Self::cancel`] or with `parent`.
-    pub fn register(&self, task: TaskId, parent: &CancellationToken) -> CancellationToken {
-        let token = parent.child_token();
+    /// A token for `task`, cancelled by [`Self::cancel`].
+    pub fn register(&self, task: TaskId) -> CancellationToken {
+        let token = CancellationToken::new();
         self.lock().insert(task, token.clone());
         token
     }

@@ -1,0 +1,246 @@
+//! How a task's state changes: the bookkeeping of a status move, and the
+//! attempt fence that decides what a worker's report does to a task.
+//!
+//! These are pure functions of the stored task, the report and the time
+//! (`now` is always an argument), so every process and every test applies
+//! the same rules, and a replay gives the same answer. Persisting the
+//! result, and the effects that follow a successful write, are the
+//! backend's business.
+//!
+//! The fence: a report moves a task only if it is about the attempt the
+//! task is on and the move makes sense from the stored state. Anything else
+//! is *stale* (a superseded attempt, a task cancelled meanwhile). Reports
+//! can arrive twice or out of order (at-least-once delivery, several
+//! replicas), so every rule is idempotent, and a result may arrive before
+//! its `started`.
+
+use chrono::{DateTime, Utc};
+
+use crate::wire::TaskReport;
+use crate::{AgentId, Task, TaskPatch, TaskResult, TaskStatus, TransitionError, ValidationError};
+
+/// What a person asks of a task, through the API.
+#[derive(Debug, Clone)]
+pub enum UserChange {
+    Patch(TaskPatch),
+    Cancel,
+    Retry,
+}
+
+/// Why a person's change was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ChangeRefused {
+    #[error("the task is running; cancel it (or wait for it) before editing")]
+    EditWhileRunning,
+    #[error("only failed tasks can be retried; this one is {0}")]
+    NotRetryable(TaskStatus),
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+}
+
+impl UserChange {
+    /// The task after this change, or why it is refused. Queue room and
+    /// the side effects of the move are the caller's business.
+    pub fn apply(&self, task: &Task, now: DateTime<Utc>) -> Result<Task, ChangeRefused> {
+        let (mut next, target) = match self {
+            UserChange::Patch(patch) => {
+                if patch.edits_fields() && task.status == TaskStatus::Running {
+                    return Err(ChangeRefused::EditWhileRunning);
+                }
+                (patch.apply_fields(task)?, patch.status)
+            }
+            UserChange::Cancel => (task.clone(), Some(TaskStatus::Cancelled)),
+            UserChange::Retry if task.status != TaskStatus::Failed => {
+                return Err(ChangeRefused::NotRetryable(task.status));
+            }
+            UserChange::Retry => (task.clone(), Some(TaskStatus::Queued)),
+        };
+        if let Some(to) = target.filter(|to| *to != task.status) {
+            if !task.status.can_be_moved_by_user_to(to) {
+                return Err(TransitionError {
+                    from: task.status,
+                    to,
+                }
+                .into());
+            }
+            next.move_to(to, now);
+        }
+        next.updated_at = now;
+        Ok(next)
+    }
+}
+
+impl Task {
+    /// Moves the task to `to` with the bookkeeping that goes with it: a new
+    /// dispatch is a new attempt with a clean slate; reaching a final state
+    /// stamps the end.
+    pub fn move_to(&mut self, to: TaskStatus, now: DateTime<Utc>) {
+        match to {
+            TaskStatus::Queued => {
+                self.attempt += 1;
+                self.assigned_agent = None;
+                self.dispatched_at = None;
+                self.result = None;
+                self.error = None;
+                self.started_at = None;
+                self.finished_at = None;
+            }
+            TaskStatus::Done | TaskStatus::Failed | TaskStatus::Cancelled | TaskStatus::Review => {
+                self.finished_at = Some(now);
+            }
+            TaskStatus::Todo | TaskStatus::Running => {}
+        }
+        self.status = to;
+    }
+
+    /// Moves a running attempt to its outcome: `done` (or `review` when the
+    /// task needs approval) with the result, or `failed` with the error.
+    pub fn record_outcome(&mut self, outcome: Result<&TaskResult, &String>, now: DateTime<Utc>) {
+        match outcome {
+            Ok(result) => {
+                let to = if self.requires_approval {
+                    TaskStatus::Review
+                } else {
+                    TaskStatus::Done
+                };
+                self.move_to(to, now);
+                self.result = Some(result.clone());
+            }
+            Err(error) => {
+                self.move_to(TaskStatus::Failed, now);
+                self.error = Some(error.clone());
+            }
+        }
+    }
+}
+
+/// What the attempt fence makes of a report, judged against a task's state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// The task moves (or changes hands) to this state.
+    Move(Box<Task>),
+    /// Nothing to store: progress, or a repeat of something already applied.
+    Unchanged,
+    /// About an attempt the task is no longer on.
+    Stale,
+}
+
+/// Judges `report` against `task` as stored. `dispatched_at` is when the
+/// broker acknowledged the attempt, if known and not stored yet.
+pub fn judge(
+    report: &TaskReport,
+    task: &Task,
+    now: DateTime<Utc>,
+    dispatched_at: Option<DateTime<Utc>>,
+) -> Verdict {
+    let current_attempt = task.attempt == report.attempt();
+    let open = matches!(task.status, TaskStatus::Queued | TaskStatus::Running);
+    let mut next = task.clone();
+    match report {
+        TaskReport::Progress { .. } => return Verdict::Unchanged,
+        TaskReport::Started { agent_id, .. } => {
+            if !current_attempt || !open {
+                return Verdict::Stale;
+            }
+            if task.assigned_agent.as_ref() == Some(agent_id) {
+                return Verdict::Unchanged;
+            }
+            if task.status == TaskStatus::Queued {
+                next.move_to(TaskStatus::Running, now);
+                next.dispatched_at.get_or_insert(dispatched_at.unwrap_or(now));
+                next.started_at = Some(now);
+            }
+            // Running already: the attempt was redelivered to another
+            // worker after the first one went quiet.
+            next.assigned_agent = Some(agent_id.clone());
+        }
+        TaskReport::Succeeded { .. } | TaskReport::Failed { .. } if !current_attempt || !open => {
+            // A repeat of a result already applied is a duplicate, not
+            // stale; a cancelled or superseded attempt is stale.
+            let superseded =
+                !current_attempt || matches!(task.status, TaskStatus::Cancelled | TaskStatus::Todo);
+            return if superseded {
+                Verdict::Stale
+            } else {
+                Verdict::Unchanged
+            };
+        }
+        TaskReport::Succeeded { agent_id, result, .. } => {
+            finish(&mut next, agent_id, Ok(result), dispatched_at.unwrap_or(now), now)
+        }
+        TaskReport::Failed { agent_id, error, .. } => {
+            finish(&mut next, agent_id, Err(error), dispatched_at.unwrap_or(now), now)
+        }
+    }
+    next.updated_at = now;
+    Verdict::Move(Box::new(next))
+}
+
+/// The current attempt's outcome, reported by `agent`.
+fn finish(
+    next: &mut Task,
+    agent: &AgentId,
+    outcome: Result<&TaskResult, &String>,
+    dispatched_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) {
+    if next.status == TaskStatus::Queued {
+        // The result overtook its `started`.
+        next.dispatched_at.get_or_insert(dispatched_at);
+        next.started_at = Some(now);
+    }
+    next.assigned_agent = Some(agent.clone());
+    next.record_outcome(outcome, now);
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::{NewTask, Priority, Role};
+
+    fn queued_task(now: DateTime<Utc>) -> Task {
+        let mut task = NewTask {
+            project_id: crate::ProjectId::new(),
+            title: "t".into(),
+            description: String::new(),
+            role: Role::parse("developer").unwrap(),
+            priority: Priority::Medium,
+            requires_approval: false,
+            dispatch: true,
+        }
+        .into_task(now)
+        .unwrap();
+        task.move_to(TaskStatus::Queued, now);
+        task
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn a_result_overtaking_its_start_finishes_the_attempt_with_the_given_times() {
+        let task = queued_task(at(0));
+        let report = TaskReport::Failed {
+            task_id: task.id,
+            attempt: task.attempt,
+            agent_id: AgentId::from("w"),
+            error: "boom".into(),
+        };
+        let Verdict::Move(next) = judge(&report, &task, at(5), Some(at(1))) else {
+            panic!("the current attempt's result moves the task");
+        };
+        assert_eq!(next.status, TaskStatus::Failed);
+        assert_eq!(next.dispatched_at, Some(at(1)));
+        assert_eq!((next.started_at, next.finished_at), (Some(at(5)), Some(at(5))));
+        // The same result again is a duplicate; one for an older attempt is stale.
+        assert_eq!(judge(&report, &next, at(6), None), Verdict::Unchanged);
+        let mut retried = (*next).clone();
+        retried.move_to(TaskStatus::Queued, at(7));
+        assert_eq!(judge(&report, &retried, at(8), None), Verdict::Stale);
+    }
+}
