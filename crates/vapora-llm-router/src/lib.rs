@@ -21,6 +21,7 @@ pub mod gateway;
 pub mod metrics;
 pub mod pricing;
 pub mod providers;
+pub mod retry_after;
 pub mod route;
 pub mod router;
 pub mod router_config;

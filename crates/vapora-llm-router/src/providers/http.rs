@@ -9,11 +9,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 use crate::client::estimate_tokens_from_bytes;
 use crate::framing::{Framing, PayloadDecoder};
+use crate::retry_after::retry_after;
 use crate::{ChatRequest, Completion, CompletionStream, LlmClient, LlmError, Pricing, StreamEvent, Usage};
 
 /// Where and as whom a provider is reached.
@@ -203,18 +204,6 @@ fn usage_or_estimate(
             estimated: true,
         },
     }
-}
-
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
 }
 
 #[async_trait]
