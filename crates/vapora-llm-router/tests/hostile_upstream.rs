@@ -139,7 +139,11 @@ async fn malformed_answers() {
     for body in unstreamed {
         server.push(Script::raw(200, &[body]));
         // A router each, so that the failures do not open the circuit.
-        let r = router(&[("p", &server)], &format!("[routes.default]\ntargets = [\"p/m\"]\n{ONE_TRY}\n")).await;
+        let r = router(
+            &[("p", &server)],
+            &format!("[routes.default]\ntargets = [\"p/m\"]\n{ONE_TRY}\n"),
+        )
+        .await;
         let result = r.complete(&request()).await;
         assert!(
             matches!(

@@ -40,12 +40,14 @@ pub(super) async fn attempt<D: Delivery>(
     let pricing = slot.pricing(&target.model);
     let input_estimate = conservative_input_tokens(&plan.request);
     let max_tokens = plan.request.max_tokens.unwrap_or(inner.default_max_tokens);
-    let worst_case = pricing.cost_usd(&Usage {
+    let worst_case = Usage {
         input_tokens: input_estimate,
         output_tokens: max_tokens as u64,
         estimated: true,
-    });
-    let reservation = inner.budgets.reserve(&plan.budget_keys, worst_case)?;
+    };
+    let reservation = inner
+        .budgets
+        .reserve(&plan.budget_keys, pricing.cost_usd(&worst_case))?;
 
     let saturated = || LlmError::Saturated {
         provider: slot.name.clone(),
@@ -66,7 +68,9 @@ pub(super) async fn attempt<D: Delivery>(
         role: plan.role.clone(),
         route: plan.route.name.clone(),
         reservation: Some(reservation),
+        worst_case,
         input_estimate: request.estimated_input_tokens(),
+        streamed_bytes: None,
         started: Instant::now(),
     };
     let outcome = D::call(&slot, &request, &plan.route, permit, billing).await;

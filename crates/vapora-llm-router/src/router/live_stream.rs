@@ -18,7 +18,7 @@ pub(super) async fn start_stream(
     request: &ChatRequest,
     route: &Route,
     permit: OwnedSemaphorePermit,
-    billing: Billing,
+    mut billing: Billing,
 ) -> Result<LiveStream, LlmError> {
     let deadline = tokio::time::Instant::now() + route.total_timeout;
     let first_token_by = (tokio::time::Instant::now() + route.first_token_timeout).min(deadline);
@@ -32,13 +32,13 @@ pub(super) async fn start_stream(
         Err(_) => return Err(billing.fail(timeout_error(route.first_token_timeout))),
     };
     // The provider accepted the call: from here on, abandoning it still costs.
+    billing.stream_started();
     let mut live = LiveStream {
         stream,
         first: None,
         deadline,
         total_timeout: route.total_timeout,
         billing: Some(billing),
-        text_len: 0,
         attempts: 1,
         _permit: permit,
     };
@@ -69,8 +69,9 @@ pub(super) struct LiveStream {
     deadline: tokio::time::Instant,
     total_timeout: Duration,
     /// Taken once the stream is settled; `None` means nothing more to yield.
+    /// Dropped unsettled (the caller went away mid-answer, or this was a
+    /// losing hedge), it bills what the provider was already producing.
     billing: Option<Billing>,
-    text_len: usize,
     pub(super) attempts: u32,
     _permit: OwnedSemaphorePermit,
 }
@@ -95,7 +96,9 @@ impl LiveStream {
         };
         let item = match event {
             Some(Ok(StreamEvent::Delta(text))) => {
-                self.text_len += text.len();
+                if let Some(billing) = self.billing.as_mut() {
+                    billing.streamed(text.len());
+                }
                 Ok(StreamEvent::Delta(text))
             }
             Some(Ok(StreamEvent::Finished(mut completion))) => {
@@ -104,14 +107,14 @@ impl LiveStream {
                 Ok(StreamEvent::Finished(billing.finish(completion)))
             }
             Some(Err(error)) => {
-                self.abandon(Some(&error));
+                self.broken(&error);
                 Err(error)
             }
             None => {
                 let error = LlmError::Truncated {
                     provider: self.provider(),
                 };
-                self.abandon(Some(&error));
+                self.broken(&error);
                 Err(error)
             }
         };
@@ -125,18 +128,10 @@ impl LiveStream {
             .unwrap_or_default()
     }
 
-    /// Bills a stream that ended without its `Finished` event.
-    fn abandon(&mut self, error: Option<&LlmError>) {
+    /// Bills a stream that broke before its `Finished` event.
+    fn broken(&mut self, error: &LlmError) {
         if let Some(billing) = self.billing.take() {
-            billing.abandon(self.text_len, error);
+            billing.broken(error);
         }
-    }
-}
-
-impl Drop for LiveStream {
-    /// The caller went away mid-answer (or this was a losing hedge): bill
-    /// what the provider was already producing.
-    fn drop(&mut self) {
-        self.abandon(None);
     }
 }
