@@ -16,6 +16,7 @@ pub mod circuit;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod fingerprint;
 pub mod framing;
 pub mod gateway;
 pub mod metrics;

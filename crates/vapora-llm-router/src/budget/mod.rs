@@ -21,6 +21,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use crate::budget_store::{BudgetRecord, BudgetStore};
+use crate::fingerprint::api_key_budget;
 
 mod period;
 
@@ -128,6 +129,16 @@ impl Account {
     }
 }
 
+/// The key a configured budget is kept, listed and persisted under: a
+/// per-caller budget (`api_key:VALUE`) by the value's fingerprint, since
+/// the value a caller sends may be a secret.
+fn account_key(configured: &str) -> String {
+    match configured.strip_prefix("api_key:") {
+        Some(value) => api_key_budget(value),
+        None => configured.to_owned(),
+    }
+}
+
 /// All budgets of a router.
 #[derive(Debug)]
 pub struct Budgets {
@@ -152,10 +163,13 @@ impl Budgets {
             .collect();
         let accounts = configs
             .into_iter()
-            .map(|(key, config)| {
+            .map(|(configured, config)| {
+                let key = account_key(&configured);
                 let period_start = config.period.start_of(now);
-                let spent = saved
-                    .get(&key)
+                // Spend saved under the configured name is still this budget's.
+                let spent = [&key, &configured]
+                    .into_iter()
+                    .find_map(|k| saved.get(k))
                     .filter(|r| r.period_start == period_start)
                     .map_or(0, |r| r.spent_nanos);
                 let account = Account {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::Router;
 use crate::budget::Exhausted;
+use crate::fingerprint::api_key_budget;
 use crate::route::{Route, Target};
 use crate::{ChatRequest, LlmError};
 
@@ -46,7 +47,7 @@ impl Router {
         };
         let mut budget_keys = vec![format!("role:{role}")];
         if let Some(key) = &request.api_key {
-            budget_keys.push(format!("api_key:{key}"));
+            budget_keys.push(api_key_budget(key));
         }
         let mut request = request.clone();
         request.max_tokens = Some(request.max_tokens.unwrap_or(inner.default_max_tokens));
