@@ -38,7 +38,7 @@ impl ChatMessage {
 }
 
 /// One chat completion request, before any provider-specific encoding.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Clone, PartialEq, Default)]
 pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     /// For a provider: overrides its configured model. For the router: a
@@ -51,6 +51,23 @@ pub struct ChatRequest {
     pub role: Option<String>,
     /// Caller identity for per-key budgets (a name, never a secret).
     pub api_key: Option<String>,
+}
+
+impl Debug for ChatRequest {
+    /// Shows the caller key's fingerprint only: the key may be a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatRequest")
+            .field("messages", &self.messages)
+            .field("model", &self.model)
+            .field("max_tokens", &self.max_tokens)
+            .field("temperature", &self.temperature)
+            .field("role", &self.role)
+            .field(
+                "api_key",
+                &self.api_key.as_deref().map(crate::fingerprint::fingerprint),
+            )
+            .finish()
+    }
 }
 
 impl ChatRequest {

@@ -77,7 +77,8 @@ impl ProviderConfig {
         Ok(Self {
             kind,
             name: get("VAPORA_LLM_NAME").unwrap_or_else(|| "openai".into()),
-            request_timeout: Duration::from_secs_f64(number("VAPORA_LLM_TIMEOUT_SECS", 120.0)?),
+            request_timeout: Duration::try_from_secs_f64(number("VAPORA_LLM_TIMEOUT_SECS", 120.0)?)
+                .map_err(|_| LlmError::Config("VAPORA_LLM_TIMEOUT_SECS is too large".into()))?,
             echo_word_delay: Duration::from_millis(number("VAPORA_ECHO_WORD_DELAY_MS", 20.0)? as u64),
         })
     }

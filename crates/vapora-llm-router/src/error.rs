@@ -8,11 +8,15 @@ pub enum LlmError {
     Connect { provider: String, message: String },
     #[error("{provider} did not answer within {timeout:?}")]
     Timeout { provider: String, timeout: Duration },
-    #[error("{provider} answered HTTP {status}: {body}")]
+    /// An error answer, summarised: never the body's text, which can echo
+    /// what the provider was sent (key fragments included).
+    #[error("{provider} answered HTTP {status}{}", .code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
     Status {
         provider: String,
         status: u16,
-        body: String,
+        /// The provider's error type or code, when it gave a short one
+        /// (see [`crate::providers::upstream_error`]).
+        code: Option<String>,
         retry_after: Option<Duration>,
     },
     #[error("{provider} sent something we could not read: {message}")]

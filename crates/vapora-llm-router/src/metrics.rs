@@ -120,8 +120,9 @@ impl RouterMetrics {
     fn add_usage(&self, provider: &str, model: &str, role: &str, usage: &Usage, cost: f64) {
         let mut c = self.lock();
         let u = entry(entry(entry(&mut c.usage, provider), model), role);
-        u.tokens_in += usage.input_tokens;
-        u.tokens_out += usage.output_tokens;
+        // Token counts are the provider's word: a huge one must not overflow.
+        u.tokens_in = u.tokens_in.saturating_add(usage.input_tokens);
+        u.tokens_out = u.tokens_out.saturating_add(usage.output_tokens);
         u.cost_usd += cost;
         u.estimated_calls += u64::from(usage.estimated);
     }

@@ -30,6 +30,11 @@
 //! on_exhausted = { action = "downgrade", route = "cheap" }   # or { action = "reject" }
 //! ```
 //!
+//! A per-caller budget is configured as `[budgets."api_key:VALUE"]`, VALUE
+//! being what the caller sends in `x-vapora-api-key`; it is listed,
+//! persisted and reported as `api_key:` and the first 16 hex digits of the
+//! SHA-256 of VALUE, never as VALUE itself.
+//!
 //! Any value can be overridden from the environment with
 //! `VAPORA_LLM__<path>` where `__` separates the keys, e.g.
 //! `VAPORA_LLM__PROVIDERS__OPENAI__BASE_URL=http://localhost:8000/v1`.
@@ -40,6 +45,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::SecretString;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
@@ -263,7 +269,7 @@ fn build_slot(name: &str, section: &ProviderSection) -> Result<ProviderSlot, Llm
     let endpoint = |default_url: &str| Endpoint {
         name: name.to_owned(),
         base_url: section.base_url.clone().unwrap_or_else(|| default_url.to_owned()),
-        api_key: api_key.clone(),
+        api_key: api_key.clone().map(SecretString::from),
         model: section
             .models
             .keys()

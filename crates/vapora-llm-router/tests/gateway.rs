@@ -318,3 +318,27 @@ async fn models_budgets_metrics_and_health() {
     let health = g.http.get(format!("{}/health", g.url)).send().await.unwrap();
     assert_eq!(health.status(), 200);
 }
+
+#[tokio::test]
+async fn huge_upstream_usage_is_answered_not_a_panic() {
+    let p = FakeProvider::start(Script {
+        usage: Some((u64::MAX, u64::MAX)),
+        ..Script::text(&["a"])
+    })
+    .await;
+    let b = FakeProvider::start(Script::default()).await;
+    let g = gateway(&p, &b).await;
+    let response = g.chat(body("default", false)).await;
+    assert_eq!(response.status(), 200);
+    let v: Value = response.json().await.unwrap();
+    assert_eq!(v["usage"]["total_tokens"].as_u64(), Some(u64::MAX), "{v}");
+
+    let mut request = body("default", true);
+    request["stream_options"] = json!({ "include_usage": true });
+    let payloads = sse_payloads(&g.chat(request).await.text().await.unwrap());
+    assert_eq!(
+        payloads.last().map(String::as_str),
+        Some("[DONE]"),
+        "{payloads:?}"
+    );
+}

@@ -111,7 +111,8 @@ fn usage_json(c: &Completion) -> Value {
     json!({
         "prompt_tokens": c.usage.input_tokens,
         "completion_tokens": c.usage.output_tokens,
-        "total_tokens": c.usage.input_tokens + c.usage.output_tokens,
+        // The counts are the provider's word: a huge one must not overflow.
+        "total_tokens": c.usage.input_tokens.saturating_add(c.usage.output_tokens),
     })
 }
 

@@ -5,10 +5,12 @@
 //! `message_start` and the output total in `message_delta`.
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{Endpoint, HttpProvider, WirePiece, WireProtocol};
+use super::http::{Endpoint, HttpProvider, WirePiece, WireProtocol, json_fault};
+use super::upstream_error::sanitise_str;
 use crate::ChatRequest;
 use crate::framing::Framing;
 
@@ -63,7 +65,6 @@ struct WireDelta {
 struct WireError {
     #[serde(rename = "type")]
     kind: String,
-    message: String,
 }
 
 impl WireError {
@@ -114,7 +115,7 @@ impl WireProtocol for AnthropicWire {
         if let Some(value) = endpoint
             .api_key
             .as_ref()
-            .and_then(|k| HeaderValue::from_str(k).ok())
+            .and_then(|k| HeaderValue::from_str(k.expose_secret()).ok())
         {
             headers.insert(HeaderName::from_static("x-api-key"), value);
         }
@@ -126,7 +127,7 @@ impl WireProtocol for AnthropicWire {
     }
 
     fn parse_response(&self, body: &[u8]) -> Result<WirePiece, String> {
-        let message: WireMessage = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let message: WireMessage = serde_json::from_slice(body).map_err(|e| json_fault(&e))?;
         Ok(WirePiece {
             text: message.content.into_iter().map(|b| b.text).collect(),
             model: message.model,
@@ -138,7 +139,7 @@ impl WireProtocol for AnthropicWire {
     }
 
     fn parse_chunk(&self, payload: &str) -> Result<WirePiece, String> {
-        let event: WireEvent = serde_json::from_str(payload).map_err(|e| e.to_string())?;
+        let event: WireEvent = serde_json::from_str(payload).map_err(|e| json_fault(&e))?;
         let mut piece = WirePiece::default();
         match event.kind.as_str() {
             "message_start" => {
@@ -156,7 +157,7 @@ impl WireProtocol for AnthropicWire {
             "message_stop" => piece.done = true,
             "error" => {
                 let error = event.error.ok_or("error event without error")?;
-                piece.error = Some((error.status(), error.message));
+                piece.error = Some((error.status(), sanitise_str(&error.kind)));
             }
             _ => {} // ping, content_block_start/stop
         }

@@ -6,10 +6,12 @@
 //! `usageMetadata`; the last one has the totals.
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{Endpoint, HttpProvider, WirePiece, WireProtocol};
+use super::http::{Endpoint, HttpProvider, WirePiece, WireProtocol, json_fault};
+use super::upstream_error::code_of_value;
 use crate::framing::Framing;
 use crate::{ChatRequest, ChatRole};
 
@@ -25,7 +27,8 @@ struct WireResponse {
     candidates: Vec<WireCandidate>,
     usage_metadata: Option<WireUsage>,
     model_version: Option<String>,
-    error: Option<WireError>,
+    /// Read for its status and code only; its message is upstream free text.
+    error: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,12 +57,6 @@ struct WireUsage {
     candidates_token_count: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
-struct WireError {
-    code: Option<u16>,
-    message: String,
-}
-
 impl WireResponse {
     fn into_piece(self) -> WirePiece {
         let mut piece = WirePiece {
@@ -69,7 +66,10 @@ impl WireResponse {
                 .usage_metadata
                 .as_ref()
                 .and_then(|u| u.candidates_token_count),
-            error: self.error.map(|e| (e.code.unwrap_or(502), e.message)),
+            error: self.error.map(|e| {
+                let status = e["code"].as_u64().and_then(|c| u16::try_from(c).ok());
+                (status.unwrap_or(502), code_of_value(&e))
+            }),
             ..WirePiece::default()
         };
         if let Some(candidate) = self.candidates.into_iter().next() {
@@ -128,7 +128,7 @@ impl WireProtocol for GeminiWire {
         if let Some(value) = endpoint
             .api_key
             .as_ref()
-            .and_then(|k| HeaderValue::from_str(k).ok())
+            .and_then(|k| HeaderValue::from_str(k.expose_secret()).ok())
         {
             headers.insert(HeaderName::from_static("x-goog-api-key"), value);
         }
@@ -136,12 +136,12 @@ impl WireProtocol for GeminiWire {
     }
 
     fn parse_response(&self, body: &[u8]) -> Result<WirePiece, String> {
-        let response: WireResponse = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let response: WireResponse = serde_json::from_slice(body).map_err(|e| json_fault(&e))?;
         Ok(response.into_piece())
     }
 
     fn parse_chunk(&self, payload: &str) -> Result<WirePiece, String> {
-        let response: WireResponse = serde_json::from_str(payload).map_err(|e| e.to_string())?;
+        let response: WireResponse = serde_json::from_str(payload).map_err(|e| json_fault(&e))?;
         Ok(response.into_piece())
     }
 

@@ -9,11 +9,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::HeaderMap;
+use secrecy::SecretString;
 use serde_json::Value;
 
 use crate::client::estimate_tokens_from_bytes;
 use crate::framing::{Framing, PayloadDecoder};
+use crate::providers::upstream_error::code_of_body;
+use crate::retry_after::retry_after;
 use crate::{ChatRequest, Completion, CompletionStream, LlmClient, LlmError, Pricing, StreamEvent, Usage};
 
 /// Where and as whom a provider is reached.
@@ -23,7 +26,8 @@ pub struct Endpoint {
     pub name: String,
     /// API root, e.g. `https://api.openai.com/v1`.
     pub base_url: String,
-    pub api_key: Option<String>,
+    /// Hidden from `Debug`; read with `ExposeSecret::expose_secret`.
+    pub api_key: Option<SecretString>,
     /// Model used when a request names none.
     pub model: String,
     pub pricing: Pricing,
@@ -42,8 +46,9 @@ pub struct WirePiece {
     pub finish_reason: Option<String>,
     /// The stream's explicit end (e.g. `[DONE]`, `message_stop`, `done: true`).
     pub done: bool,
-    /// An error the provider reported inside a successful response.
-    pub error: Option<(u16, String)>,
+    /// An error the provider reported inside a successful response: the
+    /// HTTP status it stands for and its sanitised code, if any.
+    pub error: Option<(u16, Option<String>)>,
 }
 
 /// One provider's wire format.
@@ -65,6 +70,17 @@ pub trait WireProtocol: Debug + Send + Sync + 'static {
     fn eof_after_finish_is_done(&self) -> bool {
         false
     }
+}
+
+/// Why a body could not be read, without quoting it: serde's messages
+/// include the offending values, which are upstream text.
+pub fn json_fault(error: &serde_json::Error) -> String {
+    format!(
+        "unreadable JSON ({:?} error at line {} column {})",
+        error.classify(),
+        error.line(),
+        error.column()
+    )
 }
 
 /// A provider reached over HTTP, speaking wire format `W`.
@@ -116,11 +132,11 @@ impl<W: WireProtocol> HttpProvider<W> {
             return Ok(response);
         }
         let retry_after = retry_after(response.headers());
-        let body = response.text().await.unwrap_or_default();
+        let body = response.bytes().await.unwrap_or_default();
         Err(LlmError::Status {
             provider: self.endpoint.name.clone(),
             status: status.as_u16(),
-            body: body.chars().take(2_000).collect(),
+            code: code_of_body(&body),
             retry_after,
         })
     }
@@ -154,11 +170,11 @@ impl<W: WireProtocol> HttpProvider<W> {
         }
     }
 
-    fn upstream_error(&self, (status, body): (u16, String)) -> LlmError {
+    fn upstream_error(&self, (status, code): (u16, Option<String>)) -> LlmError {
         LlmError::Status {
             provider: self.endpoint.name.clone(),
             status,
-            body,
+            code,
             retry_after: None,
         }
     }
@@ -203,18 +219,6 @@ fn usage_or_estimate(
             estimated: true,
         },
     }
-}
-
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
 }
 
 #[async_trait]

@@ -7,6 +7,7 @@ pub mod gemini;
 pub mod http;
 pub mod ollama;
 pub mod openai;
+pub mod upstream_error;
 
 pub use echo::EchoProvider;
 pub use http::{Endpoint, HttpProvider, WirePiece, WireProtocol};

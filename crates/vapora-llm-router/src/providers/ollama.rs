@@ -5,7 +5,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{Endpoint, HttpProvider, WirePiece, WireProtocol};
+use super::http::{Endpoint, HttpProvider, WirePiece, WireProtocol, json_fault};
 use crate::ChatRequest;
 use crate::framing::Framing;
 
@@ -41,7 +41,8 @@ impl WireChunk {
             output_tokens: self.eval_count,
             finish_reason: self.done_reason.or_else(|| self.done.then(|| "stop".into())),
             done: self.done,
-            error: self.error.map(|e| (502, e)),
+            // Ollama's error is free text only: nothing of it is kept.
+            error: self.error.map(|_| (502, None)),
         }
     }
 }
@@ -76,12 +77,12 @@ impl WireProtocol for OllamaWire {
     }
 
     fn parse_response(&self, body: &[u8]) -> Result<WirePiece, String> {
-        let chunk: WireChunk = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let chunk: WireChunk = serde_json::from_slice(body).map_err(|e| json_fault(&e))?;
         Ok(chunk.into_piece())
     }
 
     fn parse_chunk(&self, payload: &str) -> Result<WirePiece, String> {
-        let chunk: WireChunk = serde_json::from_str(payload).map_err(|e| e.to_string())?;
+        let chunk: WireChunk = serde_json::from_str(payload).map_err(|e| json_fault(&e))?;
         Ok(chunk.into_piece())
     }
 }

@@ -4,10 +4,12 @@
 //! llama.cpp's server, and Ollama's `/v1` endpoint.
 
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{Endpoint, HttpProvider, WirePiece, WireProtocol};
+use super::http::{Endpoint, HttpProvider, WirePiece, WireProtocol, json_fault};
+use super::upstream_error::code_of_value;
 use crate::ChatRequest;
 use crate::framing::Framing;
 
@@ -28,7 +30,8 @@ struct WireCompletion {
     #[serde(default)]
     choices: Vec<WireChoice>,
     usage: Option<WireUsage>,
-    error: Option<WireError>,
+    /// Read for its code only; its message is upstream free text.
+    error: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,18 +46,13 @@ struct WireMessage {
     content: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-struct WireError {
-    message: String,
-}
-
 impl WireCompletion {
     fn into_piece(self) -> WirePiece {
         let mut piece = WirePiece {
             model: self.model,
             input_tokens: self.usage.as_ref().map(|u| u.prompt_tokens),
             output_tokens: self.usage.as_ref().map(|u| u.completion_tokens),
-            error: self.error.map(|e| (502, e.message)),
+            error: self.error.map(|e| (502, code_of_value(&e))),
             ..WirePiece::default()
         };
         for choice in self.choices {
@@ -97,7 +95,7 @@ impl WireProtocol for OpenAiWire {
         if let Some(value) = endpoint
             .api_key
             .as_ref()
-            .and_then(|k| HeaderValue::from_str(&format!("Bearer {k}")).ok())
+            .and_then(|k| HeaderValue::from_str(&format!("Bearer {}", k.expose_secret())).ok())
         {
             headers.insert(AUTHORIZATION, value);
         }
@@ -106,7 +104,7 @@ impl WireProtocol for OpenAiWire {
     }
 
     fn parse_response(&self, body: &[u8]) -> Result<WirePiece, String> {
-        let wire: WireCompletion = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let wire: WireCompletion = serde_json::from_slice(body).map_err(|e| json_fault(&e))?;
         if wire.choices.is_empty() && wire.error.is_none() {
             return Err("no choices in the answer".into());
         }
@@ -120,7 +118,7 @@ impl WireProtocol for OpenAiWire {
                 ..WirePiece::default()
             });
         }
-        let wire: WireCompletion = serde_json::from_str(payload).map_err(|e| e.to_string())?;
+        let wire: WireCompletion = serde_json::from_str(payload).map_err(|e| json_fault(&e))?;
         Ok(wire.into_piece())
     }
 }

@@ -17,6 +17,8 @@ use axum::routing::post;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+use super::wire::Wire;
+
 /// How the server answers one request.
 #[derive(Debug, Clone)]
 pub struct Script {
@@ -32,6 +34,12 @@ pub struct Script {
     /// Cut the connection after this many streamed chunks, without `[DONE]`.
     pub disconnect_after: Option<usize>,
     pub retry_after: Option<u64>,
+    /// Extra response headers, sent as they are (e.g. an odd `Retry-After`).
+    pub headers: Vec<(String, String)>,
+    /// Sent instead of the protocol's own answer, whatever the status: the
+    /// body's exact bytes, one piece per write with `chunk_delay` before
+    /// each (for bodies no real provider should send).
+    pub raw: Option<Vec<Vec<u8>>>,
 }
 
 impl Default for Script {
@@ -44,6 +52,8 @@ impl Default for Script {
             usage: Some((10, 3)),
             disconnect_after: None,
             retry_after: None,
+            headers: Vec::new(),
+            raw: None,
         }
     }
 }
@@ -61,6 +71,21 @@ impl Script {
             status,
             ..Self::default()
         }
+    }
+
+    /// Answers with `status` and exactly these body pieces.
+    pub fn raw(status: u16, pieces: &[&[u8]]) -> Self {
+        Self {
+            status,
+            raw: Some(pieces.iter().map(|p| p.to_vec()).collect()),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a response header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
     }
 }
 
@@ -186,6 +211,7 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: axum::http::Uri, body: Byt
         .pop_front()
         .unwrap_or_else(|| lock(&shared.default).clone());
     tokio::time::sleep(script.delay).await;
+    let extra_headers = script.headers.clone();
 
     let protocol = shared.protocol;
     let model = match protocol {
@@ -200,8 +226,31 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: axum::http::Uri, body: Byt
             .to_owned(),
         _ => request["model"].as_str().unwrap_or("fake-model").to_owned(),
     };
+    let mut response = scripted_response(protocol, &request, &uri, script, shared, model);
+    for (name, value) in &extra_headers {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            header::HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
+}
+
+fn scripted_response(
+    protocol: Protocol,
+    request: &Value,
+    uri: &axum::http::Uri,
+    script: Script,
+    shared: Arc<Shared>,
+    model: String,
+) -> Response {
+    let status = StatusCode::from_u16(script.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Some(pieces) = script.raw {
+        return raw_response(status, pieces, script.chunk_delay);
+    }
     if script.status != 200 {
-        let status = StatusCode::from_u16(script.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (
             status,
             axum::Json(json!({"error": {"message": "scripted failure", "type": "fake"}})),
@@ -234,133 +283,15 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: axum::http::Uri, body: Byt
     stream_response(shared, script, wire)
 }
 
-/// Encodes answers in one protocol.
-#[derive(Debug, Clone)]
-struct Wire {
-    protocol: Protocol,
-    model: String,
-    usage: Option<(u64, u64)>,
-}
-
-impl Wire {
-    fn whole(&self, text: &str) -> Value {
-        let (p, c) = self.usage.unzip();
-        match self.protocol {
-            Protocol::OpenAi => {
-                let mut v = json!({"id": "chatcmpl-fake", "object": "chat.completion", "model": self.model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]});
-                if let (Some(p), Some(c)) = (p, c) {
-                    v["usage"] = json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c});
-                }
-                v
-            }
-            Protocol::Anthropic => {
-                let mut v = json!({"id": "msg_fake", "type": "message", "role": "assistant", "model": self.model,
-                    "content": [{"type": "text", "text": text}], "stop_reason": "end_turn"});
-                if let (Some(p), Some(c)) = (p, c) {
-                    v["usage"] = json!({"input_tokens": p, "output_tokens": c});
-                }
-                v
-            }
-            Protocol::Ollama => {
-                let mut v = json!({"model": self.model, "message": {"role": "assistant", "content": text}, "done": true, "done_reason": "stop"});
-                if let (Some(p), Some(c)) = (p, c) {
-                    v["prompt_eval_count"] = p.into();
-                    v["eval_count"] = c.into();
-                }
-                v
-            }
-            Protocol::Gemini => {
-                let mut v = json!({"candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP"}], "modelVersion": self.model});
-                if let (Some(p), Some(c)) = (p, c) {
-                    v["usageMetadata"] =
-                        json!({"promptTokenCount": p, "candidatesTokenCount": c, "totalTokenCount": p + c});
-                }
-                v
-            }
-        }
-    }
-
-    fn frame(&self, v: Value) -> String {
-        match self.protocol {
-            Protocol::Ollama => format!("{v}\n"),
-            _ => format!("data: {v}\n\n"),
-        }
-    }
-
-    fn start(&self) -> Vec<String> {
-        match self.protocol {
-            Protocol::Anthropic => {
-                let mut message = json!({"id": "msg_fake", "type": "message", "role": "assistant", "model": self.model, "content": []});
-                if let Some((p, _)) = self.usage {
-                    message["usage"] = json!({"input_tokens": p, "output_tokens": 1});
-                }
-                vec![
-                    self.frame(json!({"type": "message_start", "message": message})),
-                    self.frame(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
-                    self.frame(json!({"type": "ping"})),
-                ]
-            }
-            _ => Vec::new(),
-        }
-    }
-
-    fn delta(&self, text: &str) -> String {
-        self.frame(match self.protocol {
-            Protocol::OpenAi => json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": self.model,
-                "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]}),
-            Protocol::Anthropic => json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
-            Protocol::Ollama => json!({"model": self.model, "message": {"role": "assistant", "content": text}, "done": false}),
-            Protocol::Gemini => json!({"candidates": [{"content": {"parts": [{"text": text}], "role": "model"}}], "modelVersion": self.model}),
-        })
-    }
-
-    fn end(&self) -> Vec<String> {
-        let (p, c) = self.usage.unzip();
-        match self.protocol {
-            Protocol::OpenAi => {
-                let mut out = vec![self.frame(
-                    json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": self.model,
-                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
-                )];
-                if let (Some(p), Some(c)) = (p, c) {
-                    out.push(self.frame(
-                        json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "choices": [],
-                        "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}}),
-                    ));
-                }
-                out.push("data: [DONE]\n\n".into());
-                out
-            }
-            Protocol::Anthropic => {
-                let mut delta = json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}});
-                if let Some(c) = c {
-                    delta["usage"] = json!({"output_tokens": c});
-                }
-                vec![
-                    self.frame(json!({"type": "content_block_stop", "index": 0})),
-                    self.frame(delta),
-                    self.frame(json!({"type": "message_stop"})),
-                ]
-            }
-            Protocol::Ollama => {
-                let mut last = json!({"model": self.model, "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": "stop"});
-                if let (Some(p), Some(c)) = (p, c) {
-                    last["prompt_eval_count"] = p.into();
-                    last["eval_count"] = c.into();
-                }
-                vec![self.frame(last)]
-            }
-            Protocol::Gemini => {
-                let mut last = json!({"candidates": [{"content": {"parts": [{"text": ""}], "role": "model"}, "finishReason": "STOP"}], "modelVersion": self.model});
-                if let (Some(p), Some(c)) = (p, c) {
-                    last["usageMetadata"] =
-                        json!({"promptTokenCount": p, "candidatesTokenCount": c, "totalTokenCount": p + c});
-                }
-                vec![self.frame(last)]
-            }
-        }
-    }
+/// Exactly the scripted bytes, written piece by piece.
+fn raw_response(status: StatusCode, pieces: Vec<Vec<u8>>, delay: Duration) -> Response {
+    let body = futures::stream::iter(pieces).then(move |piece| async move {
+        tokio::time::sleep(delay).await;
+        Ok::<_, std::io::Error>(Bytes::from(piece))
+    });
+    let mut response = Response::new(Body::from_stream(body));
+    *response.status_mut() = status;
+    response
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -5,6 +5,7 @@
 //! real sockets instead of against mocks.
 
 mod fake_provider;
+mod wire;
 
 pub use fake_provider::{FakeProvider, Protocol, Script};
 

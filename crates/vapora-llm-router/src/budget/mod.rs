@@ -15,12 +15,17 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use chrono::{DateTime, Datelike, Duration as ChronoDuration, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use crate::budget_store::{BudgetRecord, BudgetStore};
+use crate::fingerprint::api_key_budget;
+
+mod period;
+
+pub use period::Period;
 
 /// Nano-dollars per dollar.
 const NANOS: f64 = 1e9;
@@ -36,46 +41,6 @@ pub fn to_nanos_ceil(usd: f64) -> u64 {
 
 pub fn to_usd(nanos: u64) -> f64 {
     nanos as f64 / NANOS
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Period {
-    Daily,
-    Weekly,
-    Monthly,
-}
-
-impl Period {
-    /// Start of the period containing `t`.
-    pub fn start_of(self, t: DateTime<Utc>) -> DateTime<Utc> {
-        let midnight = |d: chrono::NaiveDate| Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN));
-        let day = t.date_naive();
-        match self {
-            Self::Daily => midnight(day),
-            Self::Weekly => midnight(day - ChronoDuration::days(day.weekday().num_days_from_monday() as i64)),
-            Self::Monthly => midnight(day.with_day(1).expect("every month has a 1st")),
-        }
-    }
-
-    /// Start of the next period after the one starting at `start`.
-    pub fn end_of(self, start: DateTime<Utc>) -> DateTime<Utc> {
-        match self {
-            Self::Daily => start + ChronoDuration::days(1),
-            Self::Weekly => start + ChronoDuration::days(7),
-            Self::Monthly => {
-                let d = start.date_naive();
-                let (y, m) = if d.month() == 12 {
-                    (d.year() + 1, 1)
-                } else {
-                    (d.year(), d.month() + 1)
-                };
-                Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0)
-                    .single()
-                    .expect("valid date")
-            }
-        }
-    }
 }
 
 /// What happens to a request that does not fit its budget.
@@ -164,6 +129,16 @@ impl Account {
     }
 }
 
+/// The key a configured budget is kept, listed and persisted under: a
+/// per-caller budget (`api_key:VALUE`) by the value's fingerprint, since
+/// the value a caller sends may be a secret.
+fn account_key(configured: &str) -> String {
+    match configured.strip_prefix("api_key:") {
+        Some(value) => api_key_budget(value),
+        None => configured.to_owned(),
+    }
+}
+
 /// All budgets of a router.
 #[derive(Debug)]
 pub struct Budgets {
@@ -188,10 +163,13 @@ impl Budgets {
             .collect();
         let accounts = configs
             .into_iter()
-            .map(|(key, config)| {
+            .map(|(configured, config)| {
+                let key = account_key(&configured);
                 let period_start = config.period.start_of(now);
-                let spent = saved
-                    .get(&key)
+                // Spend saved under the configured name is still this budget's.
+                let spent = [&key, &configured]
+                    .into_iter()
+                    .find_map(|k| saved.get(k))
                     .filter(|r| r.period_start == period_start)
                     .map_or(0, |r| r.spent_nanos);
                 let account = Account {
@@ -244,7 +222,10 @@ impl Budgets {
                 continue;
             };
             account.roll(now);
-            if account.spent + account.reserved + amount > account.limit {
+            // Saturating: a huge limit or a huge reported cost must neither
+            // wrap around (letting a call through) nor panic.
+            let committed = account.spent.saturating_add(account.reserved);
+            if committed.saturating_add(amount) > account.limit {
                 return Err(BudgetExceeded {
                     key: key.clone(),
                     limit_usd: to_usd(account.limit),
@@ -257,7 +238,9 @@ impl Budgets {
             charged.push(key.clone());
         }
         for key in &charged {
-            accounts.get_mut(key).expect("checked above").reserved += amount;
+            if let Some(account) = accounts.get_mut(key) {
+                account.reserved = account.reserved.saturating_add(amount);
+            }
         }
         Ok(Reservation {
             budgets: self.clone(),
@@ -276,7 +259,7 @@ impl Budgets {
                     continue;
                 };
                 account.reserved = account.reserved.saturating_sub(reserved);
-                account.spent += actual;
+                account.spent = account.spent.saturating_add(actual);
                 let threshold = account.config.alert_threshold;
                 if !account.alerted && account.spent as f64 >= account.limit as f64 * threshold {
                     account.alerted = true;
@@ -365,6 +348,14 @@ impl Reservation {
         self.open = false;
         self.budgets.settle(&self.keys, self.amount, to_nanos(actual_usd));
     }
+
+    /// Settles at exactly the amount reserved (for a call whose real cost
+    /// cannot be known), and returns it in USD.
+    pub fn settle_in_full(mut self) -> f64 {
+        self.open = false;
+        self.budgets.settle(&self.keys, self.amount, self.amount);
+        to_usd(self.amount)
+    }
 }
 
 impl Drop for Reservation {
@@ -379,26 +370,6 @@ impl Drop for Reservation {
 mod tests {
     use super::*;
     use crate::budget_store::MemoryBudgetStore;
-
-    fn at(s: &str) -> DateTime<Utc> {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn period_boundaries_are_utc_calendar_periods() {
-        let t = at("2026-11-21T15:30:00Z"); // a Saturday
-        assert_eq!(Period::Daily.start_of(t), at("2026-11-21T00:00:00Z"));
-        assert_eq!(Period::Weekly.start_of(t), at("2026-11-16T00:00:00Z"));
-        assert_eq!(Period::Monthly.start_of(t), at("2026-11-01T00:00:00Z"));
-        assert_eq!(
-            Period::Monthly.end_of(at("2026-12-01T00:00:00Z")),
-            at("2027-01-01T00:00:00Z")
-        );
-        assert_eq!(
-            Period::Weekly.end_of(at("2026-11-16T00:00:00Z")),
-            at("2026-11-23T00:00:00Z")
-        );
-    }
 
     async fn budgets(limit: f64) -> Arc<Budgets> {
         let config = BudgetConfig {
@@ -428,5 +399,23 @@ mod tests {
         drop(r2); // released, nothing spent
         let status = &b.statuses()[0];
         assert_eq!((status.spent_usd, status.reserved_usd), (0.55, 0.0));
+    }
+
+    #[tokio::test]
+    async fn huge_limits_and_costs_saturate_instead_of_overflowing() {
+        let b = budgets(1e300).await;
+        let keys = vec!["role:dev".to_owned()];
+        let first = b.reserve(&keys, 1e10).unwrap();
+        let second = b.reserve(&keys, 1e10).unwrap();
+        first.settle(1e30);
+        second.settle(1e10);
+        let status = &b.statuses()[0];
+        assert_eq!(status.spent_usd, to_usd(u64::MAX));
+        assert_eq!(status.reserved_usd, 0.0);
+
+        // A spent-out budget refuses the next call rather than wrapping.
+        let small = budgets(1.0).await;
+        small.reserve(&keys, 0.5).unwrap().settle(f64::MAX);
+        assert!(small.reserve(&keys, 0.5).is_err());
     }
 }
