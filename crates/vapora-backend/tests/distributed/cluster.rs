@@ -213,10 +213,23 @@ impl Cluster {
         .await;
     }
 
-    fn dump_logs(&self) {
+    /// Every process's log file.
+    fn log_files(&self) -> Vec<&Path> {
         let mut logs: Vec<&Path> = self.backends.iter().map(|b| b.log.as_path()).collect();
         logs.extend(self.agents.values().map(|a| a.log.as_path()));
-        for log in logs {
+        logs
+    }
+
+    /// Everything every process has logged so far.
+    pub fn all_logs(&self) -> String {
+        self.log_files()
+            .into_iter()
+            .map(|log| std::fs::read_to_string(log).unwrap_or_default())
+            .collect()
+    }
+
+    fn dump_logs(&self) {
+        for log in self.log_files() {
             let text = std::fs::read_to_string(log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             eprintln!("----- {} (last 40 lines) -----", log.display());

@@ -1,11 +1,14 @@
-//! What must not wedge the system: a flood of reports nobody can apply, and
-//! a worker that dies silently in the middle of an attempt.
+//! What must not wedge or leak: a flood of reports nobody can apply, a
+//! worker that dies silently in the middle of an attempt, a provider that
+//! asks to be left alone for 1e20 seconds, and one whose error carries a key.
 
 use std::time::Duration;
 
 use serde_json::json;
 use vapora_shared::wire::{MSG_ID_HEADER, TaskReport, task_events_subject};
 use vapora_shared::{AgentId, TaskId, TaskResult};
+
+use vapora_llm_router::testing::Script;
 
 use crate::cluster::{Cluster, eventually, taking};
 
@@ -140,4 +143,82 @@ async fn an_attempt_whose_worker_dies_silently_leaves_running_within_the_stall_t
     let (status, retried) = api.post(&format!("/api/v1/tasks/{id}/retry"), json!({})).await;
     assert_eq!(status, 200, "{retried}");
     assert_eq!(retried["attempt"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_of_1e20_seconds_is_survived_and_the_task_still_runs() {
+    let mut cluster = Cluster::start(taking(20)).await;
+    cluster.llm.push(Script {
+        status: 429,
+        headers: vec![("retry-after".into(), "1e20".into())],
+        ..Script::default()
+    });
+    cluster.start_backend().await;
+    cluster.start_agent("agent-a", "developer", 1).await;
+    cluster.wait_for_agents(0, &["agent-a"]).await;
+    let api = cluster.api(0);
+    let project = api.create_project().await;
+
+    // The router's retry waits at most its backoff cap, not 1e20 s, and
+    // the second call is answered.
+    let first = api.create_task(&project, "developer", "asked to wait").await;
+    let done = eventually_status(&cluster, &first, "done").await;
+    assert_eq!(done["result"]["attempts"], 2, "{done}");
+    assert_eq!(cluster.llm.request_count(), 2);
+    // The same worker, the same slot, the next task.
+    let next = api.create_task(&project, "developer", "next").await;
+    eventually_status(&cluster, &next, "done").await;
+    let logs = cluster.all_logs();
+    assert!(!logs.contains("panicked"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_401_carrying_a_key_leaks_into_no_task_response_or_log() {
+    const SECRET: &str = "sk-live-SUPERSECRET0123456789";
+    let body = format!(
+        r#"{{"error":{{"message":"Incorrect API key provided: {SECRET}","type":"invalid_request_error","code":"invalid_api_key"}}}}"#
+    );
+    let mut cluster = Cluster::start(Script {
+        status: 401,
+        raw: Some(vec![body.into_bytes()]),
+        ..Script::default()
+    })
+    .await;
+    // Everything the processes say, not only what they say by default.
+    let verbose = [("RUST_LOG", "debug,async_nats=info,surrealdb=info,surrealkv=info")];
+    cluster.start_backend_with(&verbose).await;
+    cluster
+        .start_agent_with("agent-a", "developer", 1, &verbose)
+        .await;
+    cluster.wait_for_agents(0, &["agent-a"]).await;
+    let api = cluster.api(0);
+    let project = api.create_project().await;
+    let id = api.create_task(&project, "developer", "refused upstream").await;
+    let failed = eventually_status(&cluster, &id, "failed").await;
+    assert!(failed["error"].as_str().unwrap().contains("401"), "{failed}");
+
+    let mut seen = vec![
+        failed.to_string(),
+        api.get(&format!("/api/v1/tasks/{id}/history")).await.to_string(),
+        api.get(&format!("/api/v1/projects/{project}/board"))
+            .await
+            .to_string(),
+        api.get(&format!("/api/v1/tasks?project_id={project}"))
+            .await
+            .to_string(),
+    ];
+    seen.push(cluster.all_logs());
+    for text in seen {
+        assert!(!text.contains("SUPERSECRET"), "leaked: {text}");
+    }
+}
+
+/// Waits for the task to reach `status` and returns it.
+async fn eventually_status(cluster: &Cluster, id: &str, status: &str) -> serde_json::Value {
+    let api = cluster.api(0);
+    eventually(30, &format!("task {id} {status}"), || async {
+        api.task(id).await["status"] == status
+    })
+    .await;
+    api.task(id).await
 }
