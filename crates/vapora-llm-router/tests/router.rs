@@ -2,30 +2,19 @@
 //! strategies, retries, timeouts, circuit breakers, cancellation of losers,
 //! mid-stream failures, and usage accounting per provider.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vapora_llm_router::budget_store::MemoryBudgetStore;
-use vapora_llm_router::testing::{FakeProvider, Protocol, Script, collect_stream};
+use vapora_llm_router::testing::{FakeProvider, Script, collect_stream};
 use vapora_llm_router::{ChatMessage, ChatRequest, LlmClient, LlmError, Router, RouterConfig, StreamEvent};
 
-/// A router over `providers` (name, protocol server) with `routes_toml` appended.
+/// A router over `providers` (name, protocol server) with `routes_toml`
+/// appended; circuits open after 3 failures and cool down for 300 ms.
 async fn router(providers: &[(&str, &FakeProvider)], extra_toml: &str) -> Router {
-    let mut toml = String::new();
-    for (name, server) in providers {
-        let kind = match server.protocol() {
-            Protocol::OpenAi => "openai",
-            Protocol::Anthropic => "anthropic",
-            Protocol::Ollama => "ollama",
-            Protocol::Gemini => "gemini",
-        };
-        toml.push_str(&format!(
-            "[providers.{name}]\nkind = \"{kind}\"\nbase_url = \"{}\"\nfailure_threshold = 3\ncooldown_ms = 300\n\
-             models = {{ m = {{ input_per_mtok = 1.0, output_per_mtok = 2.0 }} }}\n\n",
-            server.base_url()
-        ));
-    }
-    toml.push_str(extra_toml);
+    let toml = common::config_with(providers, "failure_threshold = 3\ncooldown_ms = 300\n", extra_toml);
     RouterConfig::parse(&toml, [])
         .unwrap()
         .build(Arc::new(MemoryBudgetStore::default()))

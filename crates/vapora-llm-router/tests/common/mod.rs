@@ -11,6 +11,11 @@ use vapora_llm_router::{ChatMessage, ChatRequest, Router, RouterConfig};
 /// The config of `providers` (name, server; each with model `m` at $1/M
 /// input and $2/M output tokens), with `extra_toml` appended.
 pub fn config(providers: &[(&str, &FakeProvider)], extra_toml: &str) -> String {
+    config_with(providers, "", extra_toml)
+}
+
+/// As [`config`], with `provider_settings` (TOML lines) in every provider.
+pub fn config_with(providers: &[(&str, &FakeProvider)], provider_settings: &str, extra_toml: &str) -> String {
     let mut toml = String::new();
     for (name, server) in providers {
         let kind = match server.protocol() {
@@ -20,7 +25,7 @@ pub fn config(providers: &[(&str, &FakeProvider)], extra_toml: &str) -> String {
             Protocol::Gemini => "gemini",
         };
         toml.push_str(&format!(
-            "[providers.{name}]\nkind = \"{kind}\"\nbase_url = \"{}\"\n\
+            "[providers.{name}]\nkind = \"{kind}\"\nbase_url = \"{}\"\n{provider_settings}\
              models = {{ m = {{ input_per_mtok = 1.0, output_per_mtok = 2.0 }} }}\n\n",
             server.base_url()
         ));
