@@ -40,6 +40,12 @@ pub struct Settings {
     /// How JetStream delivers attempts (`VAPORA_NATS_*`); agent servers
     /// must use the same.
     pub delivery: DeliveryPolicy,
+    /// How long one database call may take before it is abandoned and the
+    /// request answered 503 (`VAPORA_DATABASE_TIMEOUT_SECS`).
+    pub database_timeout: Duration,
+    /// How long a remote agent stays listed after going offline
+    /// (`VAPORA_AGENT_EVICT_AFTER_SECS`).
+    pub agent_evict_after: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +84,8 @@ impl Default for Settings {
             llm_config_file: None,
             nats_url: None,
             delivery: DeliveryPolicy::default(),
+            database_timeout: crate::storage::DEFAULT_CALL_TIMEOUT,
+            agent_evict_after: crate::swarm::registry::DEFAULT_EVICT_AFTER,
         }
     }
 }
@@ -114,8 +122,20 @@ impl Settings {
             llm_config_file: get("VAPORA_LLM_CONFIG").map(PathBuf::from),
             nats_url: get("VAPORA_NATS_URL").filter(|url| !url.trim().is_empty()),
             delivery: DeliveryPolicy::from_lookup(&get)?,
+            database_timeout: seconds(&get, "VAPORA_DATABASE_TIMEOUT_SECS", defaults.database_timeout)?,
+            agent_evict_after: seconds(&get, "VAPORA_AGENT_EVICT_AFTER_SECS", defaults.agent_evict_after)?,
         })
     }
+}
+
+/// A positive number of seconds.
+fn seconds(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: Duration,
+) -> Result<Duration, SettingsError> {
+    let secs = positive(parse(get, name, default.as_secs() as usize)?, name)?;
+    Ok(Duration::from_secs(secs as u64))
 }
 
 fn parse<T: FromStr>(
@@ -162,5 +182,11 @@ mod tests {
         assert_eq!((s.port, s.database_url.as_str()), (9000, "mem://"));
         assert!(Settings::from_lookup(|k| (k == "VAPORA_PORT").then(|| "x".into())).is_err());
         assert!(Settings::from_lookup(|k| (k == "VAPORA_QUEUE_CAPACITY").then(|| "0".into())).is_err());
+        assert!(
+            Settings::from_lookup(|k| (k == "VAPORA_DATABASE_TIMEOUT_SECS").then(|| "0".into())).is_err()
+        );
+        let s =
+            Settings::from_lookup(|k| (k == "VAPORA_AGENT_EVICT_AFTER_SECS").then(|| "90".into())).unwrap();
+        assert_eq!(s.agent_evict_after, Duration::from_secs(90));
     }
 }

@@ -69,6 +69,7 @@ impl Application {
     /// As [`Self::build`], on an already connected database: replicas that
     /// share one (tests run two in one process on one embedded engine).
     pub async fn build_on(settings: Settings, db: Database) -> Result<Self, StartupError> {
+        let db = db.with_call_timeout(settings.database_timeout);
         let roles = load_roles(settings.roles_file.as_deref()).await?;
         tracing::info!(roles = roles.roles().count(), "role catalog loaded");
 

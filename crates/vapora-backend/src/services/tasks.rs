@@ -16,7 +16,7 @@ use chrono::Utc;
 use serde::Serialize;
 use vapora_agents::RoleCatalog;
 use vapora_shared::{
-    AgentId, Event, NewTask, Project, Task, TaskId, TaskPatch, TaskResult, TaskStatus, TransitionError,
+    AgentId, Event, NewTask, Task, TaskId, TaskPatch, TaskResult, TaskStatus, TransitionError,
 };
 
 use super::dispatch_times::DispatchTimes;
@@ -24,7 +24,7 @@ use crate::api::task_queue::{Admission, SharedTaskQueue};
 use crate::error::AppError;
 use crate::events::EventBus;
 use crate::metrics::Metrics;
-use crate::storage::{Database, StaleReport, TaskFilter, TaskWrite, Transition};
+use crate::storage::{Database, TaskFilter, TaskWrite};
 use crate::swarm::cancellations::RunningTasks;
 
 /// Lost compare-and-set races tolerated before giving up with a conflict.
@@ -47,28 +47,6 @@ pub struct TaskPage {
     pub items: Vec<Task>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     pub next_cursor: Option<TaskId>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct BoardColumn {
-    pub status: TaskStatus,
-    pub tasks: Vec<Task>,
-}
-
-/// `GET /api/v1/projects/{id}/board`: the project's tasks by status column.
-#[derive(Debug, Serialize)]
-pub struct Board {
-    pub project: Project,
-    pub columns: Vec<BoardColumn>,
-}
-
-/// `GET /api/v1/tasks/{id}/history`: every status change, and the worker
-/// reports the attempt fence turned away.
-#[derive(Debug, Serialize)]
-pub struct TaskHistory {
-    pub task_id: TaskId,
-    pub transitions: Vec<Transition>,
-    pub stale_reports: Vec<StaleReport>,
 }
 
 /// What a person asked for, through PATCH, cancel or retry.
@@ -164,16 +142,6 @@ impl TaskService {
             .task)
     }
 
-    pub async fn history(&self, id: TaskId) -> Result<TaskHistory, AppError> {
-        // 404 for an unknown task rather than an empty history.
-        self.get(id).await?;
-        Ok(TaskHistory {
-            task_id: id,
-            transitions: self.db.task_transitions(id).await?,
-            stale_reports: self.db.stale_reports(id).await?,
-        })
-    }
-
     pub async fn list(&self, mut filter: TaskFilter) -> Result<TaskPage, AppError> {
         let limit = filter.limit;
         filter.limit = limit + 1;
@@ -185,18 +153,6 @@ impl TaskService {
             None
         };
         Ok(TaskPage { items, next_cursor })
-    }
-
-    pub async fn board(&self, project: Project) -> Result<Board, AppError> {
-        let tasks = self.db.project_tasks(project.id).await?;
-        let columns = TaskStatus::ALL
-            .into_iter()
-            .map(|status| BoardColumn {
-                status,
-                tasks: tasks.iter().filter(|t| t.status == status).cloned().collect(),
-            })
-            .collect();
-        Ok(Board { project, columns })
     }
 
     pub async fn patch(&self, id: TaskId, patch: TaskPatch) -> Result<Task, AppError> {
