@@ -40,6 +40,15 @@ pub struct Settings {
     /// How JetStream delivers attempts (`VAPORA_NATS_*`); agent servers
     /// must use the same.
     pub delivery: DeliveryPolicy,
+    /// How long a client may take to send a request's headers (and, on a
+    /// kept-alive connection, to start the next request) before the
+    /// connection is closed (`VAPORA_HEADER_READ_TIMEOUT_SECS`).
+    pub header_read_timeout: Duration,
+    /// How long a request may take, reading its body included, before it
+    /// is answered 408 (`VAPORA_REQUEST_TIMEOUT_SECS`). Upgraded WebSocket
+    /// connections are not bound by it. Keep it above `database_timeout`,
+    /// so a slow database answers 503 rather than 408.
+    pub request_timeout: Duration,
     /// How long one database call may take before it is abandoned and the
     /// request answered 503 (`VAPORA_DATABASE_TIMEOUT_SECS`).
     pub database_timeout: Duration,
@@ -84,6 +93,8 @@ impl Default for Settings {
             llm_config_file: None,
             nats_url: None,
             delivery: DeliveryPolicy::default(),
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
             database_timeout: crate::storage::DEFAULT_CALL_TIMEOUT,
             agent_evict_after: crate::swarm::registry::DEFAULT_EVICT_AFTER,
         }
@@ -122,6 +133,12 @@ impl Settings {
             llm_config_file: get("VAPORA_LLM_CONFIG").map(PathBuf::from),
             nats_url: get("VAPORA_NATS_URL").filter(|url| !url.trim().is_empty()),
             delivery: DeliveryPolicy::from_lookup(&get)?,
+            header_read_timeout: seconds(
+                &get,
+                "VAPORA_HEADER_READ_TIMEOUT_SECS",
+                defaults.header_read_timeout,
+            )?,
+            request_timeout: seconds(&get, "VAPORA_REQUEST_TIMEOUT_SECS", defaults.request_timeout)?,
             database_timeout: seconds(&get, "VAPORA_DATABASE_TIMEOUT_SECS", defaults.database_timeout)?,
             agent_evict_after: seconds(&get, "VAPORA_AGENT_EVICT_AFTER_SECS", defaults.agent_evict_after)?,
         })
@@ -182,9 +199,9 @@ mod tests {
         assert_eq!((s.port, s.database_url.as_str()), (9000, "mem://"));
         assert!(Settings::from_lookup(|k| (k == "VAPORA_PORT").then(|| "x".into())).is_err());
         assert!(Settings::from_lookup(|k| (k == "VAPORA_QUEUE_CAPACITY").then(|| "0".into())).is_err());
-        assert!(
-            Settings::from_lookup(|k| (k == "VAPORA_DATABASE_TIMEOUT_SECS").then(|| "0".into())).is_err()
-        );
+        for timeout in ["VAPORA_DATABASE_TIMEOUT_SECS", "VAPORA_REQUEST_TIMEOUT_SECS"] {
+            assert!(Settings::from_lookup(|k| (k == timeout).then(|| "0".into())).is_err());
+        }
         let s =
             Settings::from_lookup(|k| (k == "VAPORA_AGENT_EVICT_AFTER_SECS").then(|| "90".into())).unwrap();
         assert_eq!(s.agent_evict_after, Duration::from_secs(90));

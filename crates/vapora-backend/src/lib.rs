@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod metrics;
+pub mod server;
 pub mod services;
 pub mod startup;
 pub mod storage;

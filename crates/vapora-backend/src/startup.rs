@@ -14,6 +14,7 @@ use vapora_llm_router::{LlmError, RouterConfig};
 use crate::api::{AppState, router};
 use crate::broker::{self, BrokerContext, BrokerError};
 use crate::config::Settings;
+use crate::server;
 use crate::storage::{Database, StorageError};
 use crate::swarm::cancellations::RunningTasks;
 use crate::swarm::pool::{self, PoolContext, PoolShutdown};
@@ -168,13 +169,13 @@ impl Application {
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "vapora-backend listening");
         let stopping = state.shutdown.clone();
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutdown requested: no new connections");
-                stopping.cancel();
-            })
-            .await?;
+        let app = server::with_request_timeout(router(state), settings.request_timeout);
+        server::serve(listener, app, settings.header_read_timeout, async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: no new connections");
+            stopping.cancel();
+        })
+        .await;
 
         work.stop_taking.cancel();
         workers.close();

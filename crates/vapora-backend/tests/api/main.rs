@@ -9,4 +9,5 @@ mod lifecycle;
 mod persistence;
 mod shared_state;
 mod support;
+mod timeouts;
 mod websocket;
