@@ -4,15 +4,12 @@
 //! changes (see `services::tasks`): a concurrent writer makes us re-read and
 //! decide again rather than overwrite what it wrote.
 
-use std::hash::{BuildHasher, RandomState};
-use std::time::Duration;
-
 use chrono::Utc;
 use vapora_shared::{Event, NewProject, ProjectId, ProjectPatch};
 
 use crate::error::AppError;
 use crate::events::EventBus;
-use crate::storage::{Database, ProjectDelete, StoredProject};
+use crate::storage::{Database, ProjectDelete, StoredProject, back_off};
 
 /// Lost races tolerated before answering 409. People edit projects, so
 /// races are rare; the bound only matters under a burst of writes to one
@@ -104,13 +101,4 @@ impl ProjectService {
 
 fn too_fast(id: ProjectId) -> AppError {
     AppError::Conflict(format!("project {id} is changing too fast; try again"))
-}
-
-/// A short random pause after a lost race: writers that lost together
-/// would otherwise retry together and collide again.
-async fn back_off(race: u32) {
-    let ceiling_us = 200 * u64::from(race.min(20) + 1);
-    // A fresh `RandomState` is randomly keyed: enough jitter, no extra crate.
-    let jitter_us = RandomState::new().hash_one(race) % ceiling_us;
-    tokio::time::sleep(Duration::from_micros(jitter_us)).await;
 }

@@ -37,11 +37,15 @@ DEFINE FIELD OVERWRITE updated_at ON project TYPE string;
 -- Optimistic-concurrency revision, as on tasks. Projects stored before it
 -- existed have none and are read as revision 0.
 DEFINE FIELD OVERWRITE rev ON project TYPE int DEFAULT 0;
--- Tasks ever added to the project. Adding a task writes this field so that
--- the insert and a concurrent project delete write a common key: the
--- engines' snapshot isolation only catches write-write conflicts, and
--- without it a task could be added to a project being deleted.
-DEFINE FIELD OVERWRITE tasks_added ON project TYPE int DEFAULT 0;
+-- Guards between adding tasks and deleting their project. The engines'
+-- snapshot isolation only catches write-write conflicts, so a task insert
+-- that checks its project exists and a delete that checks the project has
+-- no active task could both commit (write skew). Each insert writes one of
+-- the project's guard records (picked by task id) and a delete writes them
+-- all: the two conflict, while inserts conflict with each other only when
+-- they pick the same guard. See `storage::projects::GUARDS`.
+DEFINE TABLE OVERWRITE project_guard SCHEMAFULL;
+DEFINE FIELD OVERWRITE writes ON project_guard TYPE int DEFAULT 0;
 
 DEFINE TABLE OVERWRITE task SCHEMAFULL;
 DEFINE FIELD OVERWRITE project_id ON task TYPE string;
@@ -246,6 +250,17 @@ impl Database {
             .unwrap_or_default();
         Err(errors.swap_remove(cause).1.into())
     }
+}
+
+/// A short random pause after a lost write race (the `race`-th in a row):
+/// writers that lost together would otherwise retry together and collide
+/// again. The ceiling grows with the losses, up to ~4 ms.
+pub async fn back_off(race: u32) {
+    use std::hash::{BuildHasher, RandomState};
+    let ceiling_us = 200 * u64::from(race.min(20) + 1);
+    // A fresh `RandomState` is randomly keyed: enough jitter, no extra crate.
+    let jitter_us = RandomState::new().hash_one(race) % ceiling_us;
+    tokio::time::sleep(Duration::from_micros(jitter_us)).await;
 }
 
 /// Awaits `request` for at most `limit`.

@@ -72,36 +72,43 @@ pub struct TaskFilter {
     pub limit: usize,
 }
 
+/// The guard record a task's insert writes: spread by the task id, whose
+/// low bits are random (UUIDv7).
+fn guard_shard(task: TaskId) -> u64 {
+    let bytes = task.0.as_bytes();
+    u64::from(u16::from_be_bytes([bytes[14], bytes[15]])) % super::projects::GUARDS
+}
+
 impl Database {
     /// Stores a new task of an existing project; `Ok(false)` when the
-    /// project does not exist. The same transaction counts the task on the
-    /// project record: a concurrent project delete writes that record too,
+    /// project does not exist. The same transaction writes one of the
+    /// project's guard records: a concurrent project delete writes them all,
     /// so one of the two conflicts instead of leaving an orphan (snapshot
     /// isolation would let a mere existence check pass). Conflicts with
-    /// other tasks added to the same project at the same time are retried.
+    /// other tasks of the project on the same guard are retried.
     pub async fn insert_task(&self, task: &Task) -> Result<bool, StorageError> {
-        const MAX_CONFLICTS: usize = 32;
+        const MAX_CONFLICTS: u32 = 64;
         let stored = StoredTask {
             task: task.clone(),
             rev: 1,
             history: Transition::between(None, task).into_iter().collect(),
         };
         let sql = "BEGIN TRANSACTION;
-            LET $counted = (UPDATE type::record('project', $project)
-                SET tasks_added = (tasks_added ?? 0) + 1 RETURN VALUE true);
-            IF array::len($counted) = 0 { THROW 'unknown_project' };
+            UPSERT type::record('project_guard', $guard) SET writes += 1 RETURN NONE;
+            IF !record::exists(type::record('project', $project)) { THROW 'unknown_project' };
             CREATE type::record('task', $id) CONTENT $content RETURN NONE;
             COMMIT TRANSACTION;";
         let vars = json!({
             "id": task.id,
             "project": task.project_id,
+            "guard": super::projects::guard_key(task.project_id, guard_shard(task.id)),
             "content": to_content(&stored)?,
         });
-        for _ in 0..MAX_CONFLICTS {
+        for race in 0..MAX_CONFLICTS {
             match self.transact(sql, vars.clone()).await? {
                 Transaction::Committed => return Ok(true),
                 Transaction::Thrown(_) => return Ok(false),
-                Transaction::Conflict => tokio::task::yield_now().await,
+                Transaction::Conflict => super::back_off(race).await,
             }
         }
         Err(StorageError::Conflict)
