@@ -310,7 +310,7 @@ async fn done_count(http: &reqwest::Client, base: &str) -> u64 {
 async fn wait_for_agents(http: &reqwest::Client, base: &str) {
     for _ in 0..300 {
         let agents = json_of(http.get(format!("{base}/api/v1/agents"))).await;
-        if agents.as_array().is_some_and(|a| a.len() == 2) {
+        if agents["items"].as_array().is_some_and(|a| a.len() == 2) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

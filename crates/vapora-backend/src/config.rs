@@ -49,6 +49,21 @@ pub struct Settings {
     /// Size limits on task outputs and progress chunks (in-process agents;
     /// agent servers read the same variables).
     pub output_limits: OutputLimits,
+    /// How long a client may take to send a request's headers (and, on a
+    /// kept-alive connection, to start the next request) before the
+    /// connection is closed (`VAPORA_HEADER_READ_TIMEOUT_SECS`).
+    pub header_read_timeout: Duration,
+    /// How long a request may take, reading its body included, before it
+    /// is answered 408 (`VAPORA_REQUEST_TIMEOUT_SECS`). Upgraded WebSocket
+    /// connections are not bound by it. Keep it above `database_timeout`,
+    /// so a slow database answers 503 rather than 408.
+    pub request_timeout: Duration,
+    /// How long one database call may take before it is abandoned and the
+    /// request answered 503 (`VAPORA_DATABASE_TIMEOUT_SECS`).
+    pub database_timeout: Duration,
+    /// How long a remote agent stays listed after going offline
+    /// (`VAPORA_AGENT_EVICT_AFTER_SECS`).
+    pub agent_evict_after: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +104,10 @@ impl Default for Settings {
             delivery: DeliveryPolicy::default(),
             attempt_stall_timeout: Duration::from_secs(300),
             output_limits: OutputLimits::default(),
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            database_timeout: crate::storage::DEFAULT_CALL_TIMEOUT,
+            agent_evict_after: crate::swarm::registry::DEFAULT_EVICT_AFTER,
         }
     }
 }
@@ -127,10 +146,18 @@ impl Settings {
             attempt_stall_timeout: seconds(
                 &get,
                 "VAPORA_ATTEMPT_STALL_SECS",
-                defaults.attempt_stall_timeout.as_secs_f64(),
+                defaults.attempt_stall_timeout,
             )?,
             delivery: DeliveryPolicy::from_lookup(&get)?,
             output_limits: OutputLimits::from_lookup(&get)?,
+            header_read_timeout: seconds(
+                &get,
+                "VAPORA_HEADER_READ_TIMEOUT_SECS",
+                defaults.header_read_timeout,
+            )?,
+            request_timeout: seconds(&get, "VAPORA_REQUEST_TIMEOUT_SECS", defaults.request_timeout)?,
+            database_timeout: seconds(&get, "VAPORA_DATABASE_TIMEOUT_SECS", defaults.database_timeout)?,
+            agent_evict_after: seconds(&get, "VAPORA_AGENT_EVICT_AFTER_SECS", defaults.agent_evict_after)?,
         })
     }
 }
@@ -157,9 +184,9 @@ where
 fn seconds(
     get: &impl Fn(&str) -> Option<String>,
     name: &'static str,
-    default: f64,
+    default: Duration,
 ) -> Result<Duration, SettingsError> {
-    let secs: f64 = parse(get, name, default)?;
+    let secs: f64 = parse(get, name, default.as_secs_f64())?;
     if !(secs > 0.0 && secs.is_finite()) {
         return Err(SettingsError::Invalid {
             name,
@@ -196,5 +223,11 @@ mod tests {
         assert_eq!((s.port, s.database_url.as_str()), (9000, "mem://"));
         assert!(Settings::from_lookup(|k| (k == "VAPORA_PORT").then(|| "x".into())).is_err());
         assert!(Settings::from_lookup(|k| (k == "VAPORA_QUEUE_CAPACITY").then(|| "0".into())).is_err());
+        for timeout in ["VAPORA_DATABASE_TIMEOUT_SECS", "VAPORA_REQUEST_TIMEOUT_SECS"] {
+            assert!(Settings::from_lookup(|k| (k == timeout).then(|| "0".into())).is_err());
+        }
+        let s =
+            Settings::from_lookup(|k| (k == "VAPORA_AGENT_EVICT_AFTER_SECS").then(|| "90".into())).unwrap();
+        assert_eq!(s.agent_evict_after, Duration::from_secs(90));
     }
 }

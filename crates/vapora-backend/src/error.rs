@@ -36,16 +36,33 @@ pub enum AppError {
     Conflict(String),
     #[error("the task queue is full ({capacity} tasks); retry later")]
     QueueFull { capacity: usize, retry_after: Duration },
-    #[error("storage is unavailable")]
+    #[error("{}", storage_message(.0))]
     Storage(#[from] StorageError),
 }
+
+/// What a client is told about a storage failure: whether to retry, and
+/// nothing of the database's own words.
+fn storage_message(e: &StorageError) -> &'static str {
+    match e {
+        StorageError::Conflict => "a concurrent change touched the same records; retry",
+        _ => "storage is unavailable",
+    }
+}
+
+/// Longest id echoed back in an error message.
+pub const MAX_ECHOED_ID: usize = 64;
 
 impl AppError {
     pub fn not_found(resource: &'static str, id: impl ToString) -> Self {
         Self::NotFound {
             resource,
-            id: id.to_string(),
+            id: AppError::clip_to(id.to_string(), MAX_ECHOED_ID),
         }
+    }
+
+    /// An unknown path, echoed back at most [`MAX_ECHOED_ID`] long.
+    pub fn no_route(path: &str) -> Self {
+        Self::NoRoute(AppError::clip_to(path.to_owned(), MAX_ECHOED_ID))
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -72,6 +89,8 @@ impl AppError {
             Self::Transition(_) => (StatusCode::CONFLICT, "invalid_transition"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::QueueFull { .. } => (StatusCode::SERVICE_UNAVAILABLE, "queue_full"),
+            // A lost race is the client's to retry, not an outage.
+            Self::Storage(StorageError::Conflict) => (StatusCode::CONFLICT, "conflict"),
             Self::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
         }
     }
@@ -80,13 +99,16 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if let Self::Storage(e) = &self {
+        if status == StatusCode::SERVICE_UNAVAILABLE
+            && let Self::Storage(e) = &self
+        {
             tracing::error!(error = %e, "storage failure");
         }
         let body = Json(json!({ "error": { "code": code, "message": self.to_string() } }));
         let mut response = (status, body).into_response();
         let retry_after = match &self {
             Self::QueueFull { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            Self::Storage(StorageError::Conflict) => None,
             Self::Storage(_) => Some(1),
             _ => None,
         };
@@ -102,10 +124,15 @@ impl IntoResponse for AppError {
 impl AppError {
     /// Keeps error messages short: serde quotes offending values, and a
     /// client that sent a 1 MB string does not need it back.
-    pub fn clip(mut message: String) -> String {
-        const MAX: usize = 300;
-        if message.len() > MAX {
-            let cut = (0..=MAX)
+    pub fn clip(message: String) -> String {
+        Self::clip_to(message, 300)
+    }
+
+    /// Cuts `text` to at most `max` bytes (on a character boundary), marking
+    /// the cut with an ellipsis.
+    pub fn clip_to(mut message: String, max: usize) -> String {
+        if message.len() > max {
+            let cut = (0..=max)
                 .rev()
                 .find(|&i| message.is_char_boundary(i))
                 .unwrap_or(0);

@@ -14,6 +14,7 @@ pub mod error;
 pub mod events;
 pub mod metrics;
 pub mod queue;
+pub mod server;
 pub mod services;
 pub mod startup;
 pub mod storage;

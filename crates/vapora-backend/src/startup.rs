@@ -15,6 +15,7 @@ use vapora_llm_router::{LlmError, RouterConfig};
 use crate::api::{AppState, router};
 use crate::broker::{self, BrokerContext, BrokerError};
 use crate::config::Settings;
+use crate::server;
 use crate::services::cancellations::RunningTasks;
 use crate::storage::{Database, StorageError};
 use crate::swarm::pool::{self, PoolContext, PoolShutdown};
@@ -71,6 +72,7 @@ impl Application {
     /// As [`Self::build`], on an already connected database: replicas that
     /// share one (tests run two in one process on one embedded engine).
     pub async fn build_on(settings: Settings, db: Database) -> Result<Self, StartupError> {
+        let db = db.with_call_timeout(settings.database_timeout);
         let roles = load_roles(settings.roles_file.as_deref()).await?;
         tracing::info!(roles = roles.roles().count(), "role catalog loaded");
 
@@ -172,13 +174,13 @@ impl Application {
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "vapora-backend listening");
         let stopping = state.shutdown.clone();
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutdown requested: no new connections");
-                stopping.cancel();
-            })
-            .await?;
+        let app = server::with_request_timeout(router(state), settings.request_timeout);
+        server::serve(listener, app, settings.header_read_timeout, async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: no new connections");
+            stopping.cancel();
+        })
+        .await;
 
         work.stop_taking.cancel();
         workers.close();

@@ -8,13 +8,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vapora_llm_router::budget_store::MemoryBudgetStore;
-use vapora_llm_router::testing::{FakeProvider, Script, collect_stream};
+use vapora_llm_router::testing::{FakeProvider, Protocol, Script, collect_stream};
 use vapora_llm_router::{ChatMessage, ChatRequest, LlmClient, LlmError, Router, RouterConfig, StreamEvent};
 
 /// A router over `providers` (name, protocol server) with `routes_toml`
 /// appended; circuits open after 3 failures and cool down for 300 ms.
 async fn router(providers: &[(&str, &FakeProvider)], extra_toml: &str) -> Router {
-    let toml = common::config_with(providers, "failure_threshold = 3\ncooldown_ms = 300\n", extra_toml);
+    let toml = common::config_with(
+        providers,
+        "failure_threshold = 3\ncooldown_ms = 300\n",
+        extra_toml,
+    );
     RouterConfig::parse(&toml, [])
         .unwrap()
         .build(Arc::new(MemoryBudgetStore::default()))

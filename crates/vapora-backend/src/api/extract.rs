@@ -86,7 +86,11 @@ pub struct Path<T>(pub T);
 
 /// Parses an id from a path segment: garbage is a 400, not a 404, so a
 /// client can tell a typo from a deleted resource.
+/// The offending text is echoed back cut short: a client that sent a
+/// 10 KB id does not need it back.
 pub fn parse_id<T: std::str::FromStr>(resource: &'static str, raw: &str) -> Result<T, AppError> {
-    raw.parse()
-        .map_err(|_| AppError::bad_request("invalid_id", format!("{raw:?} is not a valid {resource} id")))
+    raw.parse().map_err(|_| {
+        let shown = AppError::clip_to(raw.to_owned(), crate::error::MAX_ECHOED_ID);
+        AppError::bad_request("invalid_id", format!("{shown:?} is not a valid {resource} id"))
+    })
 }

@@ -4,6 +4,7 @@ pub mod agents;
 pub mod extract;
 pub mod health;
 pub mod metrics;
+pub mod paging;
 pub mod projects;
 pub mod state;
 pub mod task_queue;
@@ -54,13 +55,16 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn no_route(uri: Uri) -> AppError {
-    AppError::NoRoute(uri.path().to_owned())
+    AppError::no_route(uri.path())
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> AppError {
     AppError::BadRequest {
         code: "method_not_allowed",
-        message: format!("{method} is not allowed on {}", uri.path()),
+        message: format!(
+            "{method} is not allowed on {}",
+            AppError::clip_to(uri.path().to_owned(), crate::error::MAX_ECHOED_ID)
+        ),
         status: StatusCode::METHOD_NOT_ALLOWED,
     }
 }

@@ -2,31 +2,38 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use vapora_shared::{NewProject, Project, ProjectId, ProjectPatch};
+use serde::Deserialize;
+use vapora_shared::{NewProject, ProjectId, ProjectPatch};
 
 use crate::api::SharedState;
-use crate::api::extract::{Json, Path, parse_id};
+use crate::api::extract::{Json, Path, Query, parse_id};
+use crate::api::paging::{PageQuery, page_limit};
 use crate::error::AppError;
-use crate::services::Board;
+use crate::services::{Board, ProjectPage};
+use crate::storage::StoredProject;
 
 pub async fn create(
     State(state): State<SharedState>,
     Json(body): Json<NewProject>,
-) -> Result<(StatusCode, Json<Project>), AppError> {
+) -> Result<(StatusCode, Json<StoredProject>), AppError> {
     Ok((
         StatusCode::CREATED,
         Json(state.project_service.create(body).await?),
     ))
 }
 
-pub async fn list(State(state): State<SharedState>) -> Result<Json<Vec<Project>>, AppError> {
-    Ok(Json(state.project_service.list().await?))
+pub async fn list(
+    State(state): State<SharedState>,
+    Query(page): Query<PageQuery>,
+) -> Result<Json<ProjectPage>, AppError> {
+    let (limit, after) = page.parse("cursor")?;
+    Ok(Json(state.project_service.list(after, limit).await?))
 }
 
 pub async fn get(
     State(state): State<SharedState>,
     Path(id): Path<String>,
-) -> Result<Json<Project>, AppError> {
+) -> Result<Json<StoredProject>, AppError> {
     let id: ProjectId = parse_id("project", &id)?;
     Ok(Json(state.project_service.get(id).await?))
 }
@@ -35,7 +42,7 @@ pub async fn update(
     State(state): State<SharedState>,
     Path(id): Path<String>,
     Json(patch): Json<ProjectPatch>,
-) -> Result<Json<Project>, AppError> {
+) -> Result<Json<StoredProject>, AppError> {
     let id: ProjectId = parse_id("project", &id)?;
     Ok(Json(state.project_service.update(id, patch).await?))
 }
@@ -49,11 +56,21 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Query string of `GET /api/v1/projects/{id}/board`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoardQuery {
+    /// Tasks per column.
+    limit: Option<usize>,
+}
+
 pub async fn board(
     State(state): State<SharedState>,
     Path(id): Path<String>,
+    Query(query): Query<BoardQuery>,
 ) -> Result<Json<Board>, AppError> {
     let id: ProjectId = parse_id("project", &id)?;
-    let project = state.project_service.get(id).await?;
-    Ok(Json(state.task_service.board(project).await?))
+    Ok(Json(
+        state.project_service.board(id, page_limit(query.limit)?).await?,
+    ))
 }

@@ -59,7 +59,7 @@ impl AppState {
                 running,
                 metrics.clone(),
             ),
-            agent_registry: AgentRegistry::default(),
+            agent_registry: AgentRegistry::new(settings.agent_evict_after),
             task_queue,
             events,
             metrics: metrics.clone(),

@@ -7,12 +7,10 @@ use vapora_shared::{NewTask, Role, Task, TaskId, TaskPatch, TaskStatus};
 
 use crate::api::SharedState;
 use crate::api::extract::{Json, Path, Query, parse_id};
+use crate::api::paging::{PageQuery, page_limit};
 use crate::error::AppError;
 use crate::services::{TaskHistory, TaskPage};
 use crate::storage::{DeadLetter, TaskFilter};
-
-const DEFAULT_PAGE: usize = 50;
-const MAX_PAGE: usize = 500;
 
 /// Query string of `GET /api/v1/tasks`.
 #[derive(Debug, Deserialize)]
@@ -38,13 +36,7 @@ impl ListQuery {
             .role
             .map(|r| Role::parse(&r).map_err(|e| AppError::bad_request("invalid_query", e.to_string())))
             .transpose()?;
-        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(AppError::bad_request(
-                "invalid_query",
-                format!("limit must be between 1 and {MAX_PAGE}"),
-            ));
-        }
+        let limit = page_limit(self.limit)?;
         Ok(TaskFilter {
             project_id: self
                 .project_id
@@ -107,9 +99,13 @@ pub async fn retry(State(state): State<SharedState>, Path(id): Path<String>) -> 
 pub async fn history(
     State(state): State<SharedState>,
     Path(id): Path<String>,
+    Query(page): Query<PageQuery>,
 ) -> Result<Json<TaskHistory>, AppError> {
     let id: TaskId = parse_id("task", &id)?;
-    Ok(Json(state.task_service.history(id).await?))
+    let (limit, from) = page.parse::<usize>("history cursor")?;
+    Ok(Json(
+        state.task_service.history(id, from.unwrap_or(0), limit).await?,
+    ))
 }
 
 /// Query string of `GET /api/v1/dead-letters`.
@@ -123,12 +119,5 @@ pub async fn dead_letters(
     State(state): State<SharedState>,
     Query(query): Query<DeadLetterQuery>,
 ) -> Result<Json<Vec<DeadLetter>>, AppError> {
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(AppError::bad_request(
-            "invalid_query",
-            format!("limit must be between 1 and {MAX_PAGE}"),
-        ));
-    }
-    Ok(Json(state.db.dead_letters(limit).await?))
+    Ok(Json(state.db.dead_letters(page_limit(query.limit)?).await?))
 }

@@ -6,6 +6,11 @@
 //! `{"type":"lagged","data":{"missed":N}}` and should re-fetch over REST; a
 //! client that cannot take a single message within [`SEND_TIMEOUT`] is
 //! disconnected.
+//!
+//! Clients only ever send control frames and tiny messages, so incoming
+//! frames and messages are capped at [`MAX_INCOMING_BYTES`]: a larger one
+//! closes the connection as soon as its header announces the size, before
+//! anything is buffered (the library default would buffer 64 MiB).
 
 use std::time::Duration;
 
@@ -23,6 +28,9 @@ use crate::api::extract::{Query, parse_id};
 use crate::error::AppError;
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest frame, and largest message, a client may send.
+pub const MAX_INCOMING_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
@@ -43,7 +51,10 @@ pub async fn subscribe(
     // client sees the handshake complete reaches it.
     let events = state.events.subscribe();
     let shutdown = state.shutdown.clone();
-    Ok(upgrade.on_upgrade(move |socket| forward_events(socket, events, filter, shutdown)))
+    Ok(upgrade
+        .max_frame_size(MAX_INCOMING_BYTES)
+        .max_message_size(MAX_INCOMING_BYTES)
+        .on_upgrade(move |socket| forward_events(socket, events, filter, shutdown)))
 }
 
 async fn forward_events(

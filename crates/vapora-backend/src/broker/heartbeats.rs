@@ -2,7 +2,9 @@
 //!
 //! Every replica subscribes (core NATS, so each one hears every beat) and
 //! keeps its own registry. A beat says when the next one is due; an agent
-//! that misses three in a row is shown offline until it beats again.
+//! that misses three in a row is shown offline until it beats again, and is
+//! forgotten once it has stayed offline for the registry's eviction delay
+//! (`VAPORA_AGENT_EVICT_AFTER_SECS`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,6 +22,9 @@ pub const MISSED_BEATS: u32 = 3;
 /// Interval assumed for a beat that names none (or zero).
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(3);
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
+/// Eviction is not urgent; looking for it less often keeps the registry's
+/// lock free for readers.
+const EVICT_EVERY: Duration = Duration::from_secs(1);
 
 pub async fn run(ctx: BrokerContext, stop: CancellationToken) {
     let mut beats = match ctx.client.subscribe(HEARTBEAT_SUBJECT).await {
@@ -29,6 +34,7 @@ pub async fn run(ctx: BrokerContext, stop: CancellationToken) {
     // When each live agent is declared offline unless it beats again.
     let mut deadlines: HashMap<AgentId, Instant> = HashMap::new();
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    let mut evict = tokio::time::interval(EVICT_EVERY);
     loop {
         tokio::select! {
             Some(message) = beats.next() => {
@@ -61,6 +67,11 @@ pub async fn run(ctx: BrokerContext, stop: CancellationToken) {
                     if let Some(agent) = ctx.intake.registry.set_offline(&id).await {
                         ctx.intake.events.publish(&Event::AgentUpdated(agent));
                     }
+                }
+            }
+            _ = evict.tick() => {
+                for id in ctx.intake.registry.evict_offline().await {
+                    tracing::info!(agent = %id, "agent stayed offline too long; forgotten");
                 }
             }
             () = stop.cancelled() => return,

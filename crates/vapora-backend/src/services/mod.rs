@@ -1,12 +1,16 @@
 //! Business logic, kept out of the HTTP handlers so that the API, the worker
 //! pool and tests all go through the same rules.
 
+pub mod board;
 pub mod cancellations;
 pub mod dispatch_times;
+pub mod history;
 pub mod projects;
 pub mod tasks;
 pub mod worker_reports;
 
-pub use projects::ProjectService;
-pub use tasks::{Board, BoardColumn, TaskHistory, TaskPage, TaskService};
+pub use board::{Board, BoardColumn};
+pub use history::TaskHistory;
+pub use projects::{ProjectPage, ProjectService};
+pub use tasks::{TaskPage, TaskService};
 pub use worker_reports::ReportOutcome;

@@ -16,7 +16,7 @@ use chrono::Utc;
 use serde::Serialize;
 use vapora_agents::RoleCatalog;
 use vapora_shared::lifecycle::UserChange;
-use vapora_shared::{Event, NewTask, Project, Task, TaskId, TaskPatch, TaskStatus};
+use vapora_shared::{Event, NewTask, Task, TaskId, TaskPatch, TaskStatus};
 
 use super::dispatch_times::DispatchTimes;
 use crate::error::AppError;
@@ -24,7 +24,7 @@ use crate::events::EventBus;
 use crate::metrics::Metrics;
 use crate::queue::{Admission, SharedTaskQueue};
 use crate::services::cancellations::RunningTasks;
-use crate::storage::{Database, StaleReport, TaskFilter, TaskWrite, Transition};
+use crate::storage::{Database, TaskFilter, TaskWrite};
 
 /// Lost compare-and-set races tolerated before giving up with a conflict.
 pub(super) const MAX_WRITE_RACES: usize = 32;
@@ -46,28 +46,6 @@ pub struct TaskPage {
     pub items: Vec<Task>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     pub next_cursor: Option<TaskId>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct BoardColumn {
-    pub status: TaskStatus,
-    pub tasks: Vec<Task>,
-}
-
-/// `GET /api/v1/projects/{id}/board`: the project's tasks by status column.
-#[derive(Debug, Serialize)]
-pub struct Board {
-    pub project: Project,
-    pub columns: Vec<BoardColumn>,
-}
-
-/// `GET /api/v1/tasks/{id}/history`: every status change, and the worker
-/// reports the attempt fence turned away.
-#[derive(Debug, Serialize)]
-pub struct TaskHistory {
-    pub task_id: TaskId,
-    pub transitions: Vec<Transition>,
-    pub stale_reports: Vec<StaleReport>,
 }
 
 impl TaskService {
@@ -155,16 +133,6 @@ impl TaskService {
             .task)
     }
 
-    pub async fn history(&self, id: TaskId) -> Result<TaskHistory, AppError> {
-        // 404 for an unknown task rather than an empty history.
-        self.get(id).await?;
-        Ok(TaskHistory {
-            task_id: id,
-            transitions: self.db.task_transitions(id).await?,
-            stale_reports: self.db.stale_reports(id).await?,
-        })
-    }
-
     pub async fn list(&self, mut filter: TaskFilter) -> Result<TaskPage, AppError> {
         let limit = filter.limit;
         filter.limit = limit + 1;
@@ -176,18 +144,6 @@ impl TaskService {
             None
         };
         Ok(TaskPage { items, next_cursor })
-    }
-
-    pub async fn board(&self, project: Project) -> Result<Board, AppError> {
-        let tasks = self.db.project_tasks(project.id).await?;
-        let columns = TaskStatus::ALL
-            .into_iter()
-            .map(|status| BoardColumn {
-                status,
-                tasks: tasks.iter().filter(|t| t.status == status).cloned().collect(),
-            })
-            .collect();
-        Ok(Board { project, columns })
     }
 
     pub async fn patch(&self, id: TaskId, patch: TaskPatch) -> Result<Task, AppError> {

@@ -14,10 +14,13 @@ mod task_history;
 mod tasks;
 
 pub use dead_letters::DeadLetter;
-pub use task_history::{StaleReport, Transition};
+pub use projects::{ProjectDelete, StoredProject};
+pub use task_history::{HistoryPage, StaleReport, Transition};
 pub use tasks::{StoredTask, TaskFilter, TaskWrite};
 
+use std::future::IntoFuture;
 use std::sync::Arc;
+use std::time::Duration;
 
 use surrealdb::Surreal;
 use surrealdb::engine::any::Any;
@@ -31,6 +34,18 @@ DEFINE FIELD OVERWRITE name ON project TYPE string;
 DEFINE FIELD OVERWRITE description ON project TYPE string;
 DEFINE FIELD OVERWRITE created_at ON project TYPE string;
 DEFINE FIELD OVERWRITE updated_at ON project TYPE string;
+-- Optimistic-concurrency revision, as on tasks. Projects stored before it
+-- existed have none and are read as revision 0.
+DEFINE FIELD OVERWRITE rev ON project TYPE int DEFAULT 0;
+-- Guards between adding tasks and deleting their project. The engines'
+-- snapshot isolation only catches write-write conflicts, so a task insert
+-- that checks its project exists and a delete that checks the project has
+-- no active task could both commit (write skew). Each insert writes one of
+-- the project's guard records (picked by task id) and a delete writes them
+-- all: the two conflict, while inserts conflict with each other only when
+-- they pick the same guard. See `storage::projects::GUARDS`.
+DEFINE TABLE OVERWRITE project_guard SCHEMAFULL;
+DEFINE FIELD OVERWRITE writes ON project_guard TYPE int DEFAULT 0;
 
 DEFINE TABLE OVERWRITE task SCHEMAFULL;
 DEFINE FIELD OVERWRITE project_id ON task TYPE string;
@@ -107,12 +122,33 @@ DEFINE FIELD OVERWRITE period_start ON budget_spend TYPE string;
 DEFINE FIELD OVERWRITE spent_nanos ON budget_spend TYPE int;
 "#;
 
+/// How long one database call may take unless configured otherwise.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("database error: {0}")]
-    Database(#[from] surrealdb::Error),
+    Database(surrealdb::Error),
     #[error("stored record could not be read: {0}")]
     Corrupt(#[from] serde_json::Error),
+    /// A concurrent transaction wrote the same records; nothing was
+    /// written, and the caller may retry from a fresh read.
+    #[error("a concurrent write touched the same records")]
+    Conflict,
+    /// The database did not answer in time; whether the call took effect
+    /// is unknown.
+    #[error("the database did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+impl From<surrealdb::Error> for StorageError {
+    fn from(e: surrealdb::Error) -> Self {
+        if is_conflict(&e) {
+            Self::Conflict
+        } else {
+            Self::Database(e)
+        }
+    }
 }
 
 /// A handle to the database; cheap to clone.
@@ -121,9 +157,14 @@ pub enum StorageError {
 /// handle opens a new database *session* (a message to the engine and fresh
 /// per-session state), and this handle is cloned with `AppState` on every
 /// request. Sharing one session makes a clone a reference-count bump.
+///
+/// Every call is bounded by a timeout ([`Self::with_call_timeout`]), so one
+/// hung database answers a clear error instead of holding requests (and
+/// the readiness probe) forever.
 #[derive(Debug, Clone)]
 pub struct Database {
     db: Arc<Surreal<Any>>,
+    call_timeout: Duration,
 }
 
 impl Database {
@@ -135,20 +176,39 @@ impl Database {
     /// As [`Self::connect`], signing in as root first (a server needs it;
     /// the embedded engines do not).
     pub async fn connect_with(url: &str, root: Option<(String, String)>) -> Result<Self, StorageError> {
-        let db = surrealdb::engine::any::connect(url).await?;
+        let limit = DEFAULT_CALL_TIMEOUT;
+        let db = bounded(limit, surrealdb::engine::any::connect(url)).await?;
+        let db = Self {
+            db: Arc::new(db),
+            call_timeout: limit,
+        };
         if let Some((username, password)) = root {
-            db.signin(surrealdb::opt::auth::Root { username, password })
+            db.call(db.db.signin(surrealdb::opt::auth::Root { username, password }))
                 .await?;
         }
-        db.use_ns(NAMESPACE).use_db(DATABASE).await?;
-        db.query(SCHEMA).await?.check()?;
-        Ok(Self { db: Arc::new(db) })
+        db.call(db.db.use_ns(NAMESPACE).use_db(DATABASE)).await?;
+        db.call(db.db.query(SCHEMA)).await?.check()?;
+        Ok(db)
+    }
+
+    /// The same handle with every later call bounded by `limit`.
+    pub fn with_call_timeout(mut self, limit: Duration) -> Self {
+        self.call_timeout = limit;
+        self
     }
 
     /// A round trip to the database, for readiness checks.
     pub async fn ping(&self) -> Result<(), StorageError> {
-        self.db.query("RETURN true").await?.check()?;
+        self.call(self.db.query("RETURN true")).await?.check()?;
         Ok(())
+    }
+
+    /// Awaits one SDK call within the call timeout.
+    async fn call<F, T>(&self, request: F) -> Result<T, StorageError>
+    where
+        F: IntoFuture<Output = Result<T, surrealdb::Error>>,
+    {
+        bounded(self.call_timeout, request).await
     }
 
     async fn fetch_all(
@@ -156,12 +216,12 @@ impl Database {
         sql: &str,
         vars: serde_json::Value,
     ) -> Result<Vec<serde_json::Value>, StorageError> {
-        let mut response = self.db.query(sql).bind(vars).await?;
+        let mut response = self.call(self.db.query(sql).bind(vars)).await?;
         Ok(response.take(0)?)
     }
 
     async fn execute(&self, sql: &str, vars: serde_json::Value) -> Result<(), StorageError> {
-        self.db.query(sql).bind(vars).await?.check()?;
+        self.call(self.db.query(sql).bind(vars)).await?.check()?;
         Ok(())
     }
 
@@ -170,9 +230,7 @@ impl Database {
     /// so the cause is looked for among all of them.
     async fn transact(&self, sql: &str, vars: serde_json::Value) -> Result<Transaction, StorageError> {
         let mut errors: Vec<(usize, surrealdb::Error)> = self
-            .db
-            .query(sql)
-            .bind(vars)
+            .call(self.db.query(sql).bind(vars))
             .await?
             .take_errors()
             .into_iter()
@@ -192,6 +250,28 @@ impl Database {
             .position(|(_, e)| !is_not_executed(e))
             .unwrap_or_default();
         Err(errors.swap_remove(cause).1.into())
+    }
+}
+
+/// A short random pause after a lost write race (the `race`-th in a row):
+/// writers that lost together would otherwise retry together and collide
+/// again. The ceiling grows with the losses, up to ~4 ms.
+pub async fn back_off(race: u32) {
+    use std::hash::{BuildHasher, RandomState};
+    let ceiling_us = 200 * u64::from(race.min(20) + 1);
+    // A fresh `RandomState` is randomly keyed: enough jitter, no extra crate.
+    let jitter_us = RandomState::new().hash_one(race) % ceiling_us;
+    tokio::time::sleep(Duration::from_micros(jitter_us)).await;
+}
+
+/// Awaits `request` for at most `limit`.
+async fn bounded<F, T>(limit: Duration, request: F) -> Result<T, StorageError>
+where
+    F: IntoFuture<Output = Result<T, surrealdb::Error>>,
+{
+    match tokio::time::timeout(limit, request.into_future()).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(StorageError::Timeout(limit)),
     }
 }
 
@@ -218,4 +298,23 @@ fn is_conflict(e: &surrealdb::Error) -> bool {
 /// Whether a statement was skipped because its transaction failed elsewhere.
 fn is_not_executed(e: &surrealdb::Error) -> bool {
     matches!(e.query_details(), Some(surrealdb::types::QueryError::NotExecuted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_that_outlasts_the_timeout_is_abandoned_with_an_error() {
+        let db = Database::connect("mem://")
+            .await
+            .unwrap()
+            .with_call_timeout(Duration::from_millis(200));
+        let started = tokio::time::Instant::now();
+        let outcome = db.execute("SLEEP 5s", serde_json::json!({})).await;
+        assert!(matches!(outcome, Err(StorageError::Timeout(_))), "{outcome:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // The handle stays usable.
+        db.ping().await.unwrap();
+    }
 }

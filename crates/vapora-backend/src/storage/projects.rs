@@ -1,52 +1,136 @@
 //! Project records.
+//!
+//! Like task writes (see `storage::tasks`), every project write is a
+//! compare-and-set on `rev`: the writer names the revision it read, and the
+//! write only happens if nobody wrote in between. A delete re-checks, in its
+//! own transaction, that no task of the project is queued or running.
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use vapora_shared::{Project, ProjectId};
 
 use super::codec::{COLUMNS, from_record, to_content};
-use super::{Database, StorageError};
+use super::{Database, StorageError, Transaction};
+
+/// Guard records per project (see the schema): more guards make concurrent
+/// task inserts into one project collide less, and a delete write more.
+/// Measured (debug build, `mem://`, 2,000 inserts 32 at a time into one
+/// project): 3.1 s with no guard, 4.9 s with 64 guards, 3.7 s with 256.
+pub(super) const GUARDS: u64 = 256;
+
+/// The key of the guard record that a task insert writes.
+pub(super) fn guard_key(project: ProjectId, shard: u64) -> String {
+    format!("{project}-{shard}")
+}
+
+/// A project as stored: with the revision a write must name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredProject {
+    #[serde(flatten)]
+    pub project: Project,
+    /// Absent on projects stored before revisions existed: revision 0.
+    #[serde(default)]
+    pub rev: u64,
+}
+
+/// How a project delete ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectDelete {
+    /// The project and its tasks are gone.
+    Deleted,
+    NotFound,
+    /// A task of the project is queued or running; nothing was deleted.
+    ActiveTasks,
+    /// A concurrent transaction (a task being added, an edit) touched the
+    /// project; nothing was deleted, and the delete may be retried.
+    Conflict,
+}
 
 impl Database {
-    pub async fn insert_project(&self, project: &Project) -> Result<(), StorageError> {
+    pub async fn insert_project(&self, project: &Project) -> Result<StoredProject, StorageError> {
+        let stored = StoredProject {
+            project: project.clone(),
+            rev: 1,
+        };
         self.execute(
             "CREATE type::record('project', $id) CONTENT $content RETURN NONE",
-            json!({ "id": project.id, "content": to_content(project)? }),
+            json!({ "id": project.id, "content": to_content(&stored)? }),
         )
-        .await
+        .await?;
+        Ok(stored)
     }
 
-    pub async fn get_project(&self, id: ProjectId) -> Result<Option<Project>, StorageError> {
+    pub async fn get_project(&self, id: ProjectId) -> Result<Option<StoredProject>, StorageError> {
         let sql = format!("SELECT {COLUMNS} FROM type::record('project', $id)");
         let rows = self.fetch_all(&sql, json!({ "id": id })).await?;
         rows.into_iter().next().map(from_record).transpose()
     }
 
-    pub async fn list_projects(&self) -> Result<Vec<Project>, StorageError> {
-        let sql = format!("SELECT {COLUMNS} FROM project ORDER BY id");
-        let rows = self.fetch_all(&sql, json!({})).await?;
+    /// Up to `limit` projects created after `after` (ids are time-ordered),
+    /// oldest first.
+    pub async fn list_projects(
+        &self,
+        after: Option<ProjectId>,
+        limit: usize,
+    ) -> Result<Vec<StoredProject>, StorageError> {
+        let condition = if after.is_some() {
+            "WHERE id > type::record('project', $after)"
+        } else {
+            ""
+        };
+        let sql = format!("SELECT {COLUMNS} FROM project {condition} ORDER BY id LIMIT $limit");
+        let rows = self
+            .fetch_all(&sql, json!({ "after": after, "limit": limit }))
+            .await?;
         rows.into_iter().map(from_record).collect()
     }
 
-    /// Replaces a project's content; returns false when it no longer exists.
-    pub async fn update_project(&self, project: &Project) -> Result<bool, StorageError> {
-        let rows = self
+    /// Writes `next` if the stored revision is still `expected_rev`;
+    /// `false` when another writer got there first (or the project is gone).
+    pub async fn replace_project(&self, next: &Project, expected_rev: u64) -> Result<bool, StorageError> {
+        let stored = StoredProject {
+            project: next.clone(),
+            rev: expected_rev + 1,
+        };
+        let written = self
             .fetch_all(
-                "UPDATE type::record('project', $id) CONTENT $content RETURN true",
-                json!({ "id": project.id, "content": to_content(project)? }),
+                "UPDATE type::record('project', $id) MERGE $content WHERE (rev ?? 0) = $rev RETURN VALUE true",
+                json!({ "id": next.id, "rev": expected_rev, "content": to_content(&stored)? }),
             )
-            .await?;
-        Ok(!rows.is_empty())
+            .await;
+        match written {
+            Ok(rows) => Ok(!rows.is_empty()),
+            Err(StorageError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
-    /// Deletes a project and all of its tasks in one transaction.
-    pub async fn delete_project(&self, id: ProjectId) -> Result<(), StorageError> {
-        self.execute(
-            "BEGIN TRANSACTION;
-             DELETE task WHERE project_id = $id;
-             DELETE type::record('project', $id);
-             COMMIT TRANSACTION;",
-            json!({ "id": id }),
+    /// Deletes a project and all of its tasks in one transaction, unless one
+    /// of them is queued or running. The check and the delete are one
+    /// transaction, and it writes every guard record a task insert may
+    /// write, so a task added concurrently either is seen here or makes
+    /// this conflict.
+    pub async fn delete_project(&self, id: ProjectId) -> Result<ProjectDelete, StorageError> {
+        let guards: Vec<String> = (0..GUARDS).map(|shard| guard_key(id, shard)).collect();
+        let sql = "BEGIN TRANSACTION;
+            LET $guard_records = array::map($guards, |$g| type::record('project_guard', $g));
+            UPSERT $guard_records SET writes += 1 RETURN NONE;
+            DELETE $guard_records;
+            IF !record::exists(type::record('project', $id)) { THROW 'not_found' };
+            IF array::len(SELECT VALUE true FROM task
+                    WHERE project_id = $id AND status IN ['queued', 'running'] LIMIT 1) > 0 {
+                THROW 'active_tasks'
+            };
+            DELETE task WHERE project_id = $id;
+            DELETE type::record('project', $id);
+            COMMIT TRANSACTION;";
+        Ok(
+            match self.transact(sql, json!({ "id": id, "guards": guards })).await? {
+                Transaction::Committed => ProjectDelete::Deleted,
+                Transaction::Conflict => ProjectDelete::Conflict,
+                Transaction::Thrown(reason) if reason.contains("not_found") => ProjectDelete::NotFound,
+                Transaction::Thrown(_) => ProjectDelete::ActiveTasks,
+            },
         )
-        .await
     }
 }

@@ -46,7 +46,34 @@ pub struct StaleReport {
     pub at: String,
 }
 
+/// A window of a task's status changes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct HistoryPage {
+    pub transitions: Vec<Transition>,
+    /// How many changes the task has in all.
+    pub total: usize,
+}
+
 impl Database {
+    /// Up to `limit` status changes of the task from position `from`
+    /// (oldest first); `None` when the task does not exist. Only the
+    /// window leaves the database, however long the history.
+    pub async fn task_history_page(
+        &self,
+        task: TaskId,
+        from: usize,
+        limit: usize,
+    ) -> Result<Option<HistoryPage>, StorageError> {
+        let rows = self
+            .fetch_all(
+                "SELECT array::slice(history, $from, $to) AS transitions, array::len(history) AS total
+                 FROM type::record('task', $id)",
+                json!({ "id": task, "from": from, "to": from.saturating_add(limit) }),
+            )
+            .await?;
+        rows.into_iter().next().map(from_record).transpose()
+    }
+
     /// Every status change of the task, oldest first.
     pub async fn task_transitions(&self, task: TaskId) -> Result<Vec<Transition>, StorageError> {
         Ok(self.get_task(task).await?.map(|s| s.history).unwrap_or_default())
@@ -66,12 +93,13 @@ impl Database {
         .await
     }
 
-    pub async fn stale_reports(&self, task: TaskId) -> Result<Vec<StaleReport>, StorageError> {
+    /// The first `limit` stale reports of the task, oldest first.
+    pub async fn stale_reports(&self, task: TaskId, limit: usize) -> Result<Vec<StaleReport>, StorageError> {
         let rows = self
             .fetch_all(
                 "SELECT attempt, kind, agent, at, <datetime>at AS ts FROM stale_report
-                 WHERE task = $task ORDER BY ts",
-                json!({ "task": task }),
+                 WHERE task = $task ORDER BY ts LIMIT $limit",
+                json!({ "task": task, "limit": limit }),
             )
             .await?;
         rows.into_iter().map(from_record).collect()

@@ -72,26 +72,46 @@ pub struct TaskFilter {
     pub limit: usize,
 }
 
+/// The guard record a task's insert writes: spread by the task id, whose
+/// low bits are random (UUIDv7).
+fn guard_shard(task: TaskId) -> u64 {
+    let bytes = task.0.as_bytes();
+    u64::from(u16::from_be_bytes([bytes[14], bytes[15]])) % super::projects::GUARDS
+}
+
 impl Database {
     /// Stores a new task of an existing project; `Ok(false)` when the
-    /// project does not exist (checked in the same transaction, so a
-    /// concurrent project delete cannot leave an orphan).
+    /// project does not exist. The same transaction writes one of the
+    /// project's guard records: a concurrent project delete writes them all,
+    /// so one of the two conflicts instead of leaving an orphan (snapshot
+    /// isolation would let a mere existence check pass). Conflicts with
+    /// other tasks of the project on the same guard are retried.
     pub async fn insert_task(&self, task: &Task) -> Result<bool, StorageError> {
+        const MAX_CONFLICTS: u32 = 64;
         let stored = StoredTask {
             task: task.clone(),
             rev: 1,
             history: Transition::between(None, task).into_iter().collect(),
         };
         let sql = "BEGIN TRANSACTION;
+            UPSERT type::record('project_guard', $guard) SET writes += 1 RETURN NONE;
             IF !record::exists(type::record('project', $project)) { THROW 'unknown_project' };
             CREATE type::record('task', $id) CONTENT $content RETURN NONE;
             COMMIT TRANSACTION;";
         let vars = json!({
             "id": task.id,
             "project": task.project_id,
+            "guard": super::projects::guard_key(task.project_id, guard_shard(task.id)),
             "content": to_content(&stored)?,
         });
-        Ok(self.transact(sql, vars).await? == Transaction::Committed)
+        for race in 0..MAX_CONFLICTS {
+            match self.transact(sql, vars.clone()).await? {
+                Transaction::Committed => return Ok(true),
+                Transaction::Thrown(_) => return Ok(false),
+                Transaction::Conflict => super::back_off(race).await,
+            }
+        }
+        Err(StorageError::Conflict)
     }
 
     pub async fn get_task(&self, id: TaskId) -> Result<Option<StoredTask>, StorageError> {
@@ -216,30 +236,12 @@ impl Database {
         rows.into_iter().map(from_record).collect()
     }
 
-    /// Every task of a project, in creation order.
-    pub async fn project_tasks(&self, project_id: ProjectId) -> Result<Vec<Task>, StorageError> {
-        let sql = format!("SELECT {TASK_COLUMNS} FROM task WHERE project_id = $project_id ORDER BY id");
-        let rows = self.fetch_all(&sql, json!({ "project_id": project_id })).await?;
-        rows.into_iter().map(from_record).collect()
-    }
-
     /// Tasks in any of `statuses`, in creation order (used at start-up to
     /// re-queue interrupted work).
     pub async fn tasks_in_status(&self, statuses: &[TaskStatus]) -> Result<Vec<StoredTask>, StorageError> {
         let sql = format!("SELECT {COLUMNS} FROM task WHERE status IN $statuses ORDER BY id");
         let rows = self.fetch_all(&sql, json!({ "statuses": statuses })).await?;
         rows.into_iter().map(from_record).collect()
-    }
-
-    /// Whether the project has tasks that are queued or running.
-    pub async fn project_has_active_tasks(&self, project_id: ProjectId) -> Result<bool, StorageError> {
-        let rows = self
-            .fetch_all(
-                "SELECT VALUE true FROM task WHERE project_id = $project_id AND status IN ['queued', 'running'] LIMIT 1",
-                json!({ "project_id": project_id }),
-            )
-            .await?;
-        Ok(!rows.is_empty())
     }
 }
 

@@ -4,9 +4,14 @@
 //! agent changes state, so it sits behind a `tokio::sync::RwLock`: readers
 //! share the lock, and a writer holds it only for a map update — never
 //! across an `.await` on anything else.
+//!
+//! Agents that stay offline longer than the eviction delay are forgotten
+//! ([`AgentRegistry::evict_offline`]), so agent servers that come and go
+//! under fresh ids cannot grow it without bound.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::RwLock;
@@ -26,12 +31,30 @@ pub enum Activity {
 /// What the registry knows about one agent.
 pub type AgentState = Agent;
 
-#[derive(Debug, Clone, Default)]
+/// How long an agent stays listed after going offline, unless configured.
+pub const DEFAULT_EVICT_AFTER: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone)]
 pub struct AgentRegistry {
     pub agents: Arc<RwLock<HashMap<AgentId, AgentState>>>,
+    evict_after: Duration,
+}
+
+impl Default for AgentRegistry {
+    fn default() -> Self {
+        Self::new(DEFAULT_EVICT_AFTER)
+    }
 }
 
 impl AgentRegistry {
+    /// An empty registry that forgets agents offline for `evict_after`.
+    pub fn new(evict_after: Duration) -> Self {
+        Self {
+            agents: Arc::default(),
+            evict_after,
+        }
+    }
+
     /// Adds an agent (or resets a known one) as idle; returns its state.
     pub async fn register(&self, id: AgentId, role: Role, location: &str) -> Agent {
         let agent = Agent {
@@ -145,10 +168,103 @@ impl AgentRegistry {
         self.agents.read().await.get(id).cloned()
     }
 
+    /// Forgets the agents that have been offline for longer than the
+    /// eviction delay (an offline agent's `last_seen` is when it went
+    /// offline, or its last word since); returns their ids.
+    pub async fn evict_offline(&self) -> Vec<AgentId> {
+        let Ok(keep_for) = chrono::Duration::from_std(self.evict_after) else {
+            return Vec::new();
+        };
+        let cutoff = Utc::now() - keep_for;
+        let is_stale = |a: &Agent| a.status == AgentStatus::Offline && a.last_seen < cutoff;
+        // Most sweeps find nothing: look under the shared lock first.
+        if !self.agents.read().await.values().any(is_stale) {
+            return Vec::new();
+        }
+        let mut evicted = Vec::new();
+        self.agents.write().await.retain(|id, agent| {
+            let stale = is_stale(agent);
+            if stale {
+                evicted.push(id.clone());
+            }
+            !stale
+        });
+        evicted
+    }
+
+    /// Up to `limit` agents with ids after `after`, sorted by id, and the
+    /// cursor of the next page if there is one.
+    pub async fn page(&self, after: Option<&AgentId>, limit: usize) -> (Vec<Agent>, Option<AgentId>) {
+        let mut agents: Vec<Agent> = self
+            .agents
+            .read()
+            .await
+            .values()
+            .filter(|a| after.is_none_or(|after| a.id > *after))
+            .cloned()
+            .collect();
+        agents.sort_by(|a, b| a.id.cmp(&b.id));
+        if agents.len() <= limit {
+            return (agents, None);
+        }
+        agents.truncate(limit);
+        let next = agents.last().map(|a| a.id.clone());
+        (agents, next)
+    }
+
     /// All agents, sorted by id.
     pub async fn list(&self) -> Vec<Agent> {
         let mut agents: Vec<Agent> = self.agents.read().await.values().cloned().collect();
         agents.sort_by(|a, b| a.id.cmp(&b.id));
         agents
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat(id: &str) -> Heartbeat {
+        Heartbeat {
+            protocol: vapora_shared::wire::PROTOCOL_VERSION,
+            agent_id: AgentId(id.into()),
+            roles: vec![Role::parse("developer").expect("a valid role")],
+            load: 0,
+            capacity: 2,
+            version: "1".into(),
+            interval_ms: 1000,
+            sent_at: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_agents_offline_for_longer_than_the_delay_are_evicted() {
+        let registry = AgentRegistry::new(Duration::from_millis(100));
+        for id in ["gone", "live"] {
+            registry.heartbeat(&beat(id)).await;
+        }
+        registry.set_offline(&AgentId("gone".into())).await;
+        // Offline, but not for long enough yet.
+        assert!(registry.evict_offline().await.is_empty());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(registry.evict_offline().await, [AgentId("gone".into())]);
+        let left: Vec<_> = registry.list().await.into_iter().map(|a| a.id.0).collect();
+        assert_eq!(left, ["live"]);
+    }
+
+    #[tokio::test]
+    async fn pages_follow_the_id_order() {
+        let registry = AgentRegistry::default();
+        for id in ["c", "a", "b"] {
+            registry.heartbeat(&beat(id)).await;
+        }
+        let (first, next) = registry.page(None, 2).await;
+        assert_eq!(
+            first.iter().map(|a| a.id.0.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        let (rest, last) = registry.page(next.as_ref(), 2).await;
+        assert_eq!(rest.iter().map(|a| a.id.0.as_str()).collect::<Vec<_>>(), ["c"]);
+        assert_eq!(last, None);
     }
 }

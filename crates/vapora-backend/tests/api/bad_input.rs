@@ -180,7 +180,7 @@ async fn any_body_over_one_mebibyte_is_413() {
     .await;
     assert_error(status, &body, 413, "payload_too_large");
     let (_, projects) = app.get("/api/v1/projects").await;
-    assert_eq!(projects, json!([]));
+    assert_eq!(projects["items"], json!([]));
     app.stop().await;
 }
 

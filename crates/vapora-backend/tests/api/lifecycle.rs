@@ -391,7 +391,7 @@ async fn board_groups_tasks_by_column_and_projects_have_crud() {
         (StatusCode::OK, Some("renamed"))
     );
     let (_, list) = app.get("/api/v1/projects").await;
-    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
 
     let status = app
         .http

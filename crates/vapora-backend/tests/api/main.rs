@@ -3,8 +3,11 @@
 //! One test binary (modules below) so the heavy link happens once.
 
 mod bad_input;
+mod bounds;
+mod concurrency;
 mod lifecycle;
 mod persistence;
 mod shared_state;
 mod support;
+mod timeouts;
 mod websocket;

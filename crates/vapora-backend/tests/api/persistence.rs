@@ -60,7 +60,7 @@ async fn restart_keeps_data_and_requeues_interrupted_work() {
     llm.set_default(Script::default());
     let app = spawn_app_with(llm, settings).await;
     let (_, projects) = app.get("/api/v1/projects").await;
-    assert_eq!(projects[0]["name"], "durable");
+    assert_eq!(projects["items"][0]["name"], "durable");
     assert_eq!(app.task(&done["id"]).await, done, "finished work is untouched");
     let resumed = app.wait_for_status(&running["id"], "done").await;
     assert_eq!(resumed["attempt"], 2);

@@ -238,10 +238,16 @@ async fn test_shared_state_integration() {
         clients * per_client
     );
     let (_, agents) = app.get("/api/v1/agents").await;
-    assert!(agents.as_array().unwrap().iter().all(|a| a["status"] == "idle"));
+    assert!(
+        agents["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["status"] == "idle")
+    );
     let (_, board) = app
         .get(&format!(
-            "/api/v1/projects/{}/board",
+            "/api/v1/projects/{}/board?limit=500",
             project["id"].as_str().unwrap()
         ))
         .await;

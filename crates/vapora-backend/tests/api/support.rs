@@ -208,8 +208,8 @@ impl TestApp {
 
     /// Tasks completed, summed over every agent in the registry.
     pub async fn tasks_completed_by_agents(&self) -> u64 {
-        let (_, agents) = self.get("/api/v1/agents").await;
-        agents
+        let (_, agents) = self.get("/api/v1/agents?limit=500").await;
+        agents["items"]
             .as_array()
             .unwrap()
             .iter()

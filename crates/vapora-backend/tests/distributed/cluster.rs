@@ -201,9 +201,9 @@ impl Cluster {
     pub async fn wait_for_agents(&self, backend: usize, ids: &[&str]) {
         let api = self.api(backend);
         eventually(30, "agents online", || async {
-            let agents = api.get("/api/v1/agents").await;
+            let agents = api.get("/api/v1/agents?limit=500").await;
             ids.iter().all(|id| {
-                agents
+                agents["items"]
                     .as_array()
                     .unwrap()
                     .iter()

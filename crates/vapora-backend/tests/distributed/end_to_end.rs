@@ -52,8 +52,8 @@ async fn a_thousand_tasks_across_three_roles_each_finish_exactly_once() {
     // The registry counts what the agents reported (updated just after the
     // tasks are stored, so it may trail the last reads by a moment).
     let completed = || async {
-        let agents = api.get("/api/v1/agents").await;
-        agents
+        let agents = api.get("/api/v1/agents?limit=500").await;
+        agents["items"]
             .as_array()
             .unwrap()
             .iter()

@@ -97,6 +97,6 @@ async fn two_replicas_serve_the_api_and_stream_every_event() {
     // Both answer for every task, and both know the agent.
     for api in [api_a, api_b] {
         assert_eq!(api.tasks_in(&project, "done").await.len(), 40);
-        assert_eq!(api.get("/api/v1/agents").await[0]["id"], "agent-a");
+        assert_eq!(api.get("/api/v1/agents").await["items"][0]["id"], "agent-a");
     }
 }
