@@ -292,7 +292,7 @@ fn is_conflict(e: &surrealdb::Error) -> bool {
     matches!(
         e.query_details(),
         Some(surrealdb::types::QueryError::TransactionConflict)
-    ) || e.message().contains("conflict")
+    )
 }
 
 /// Whether a statement was skipped because its transaction failed elsewhere.
