@@ -39,6 +39,12 @@ async fn kill_9_of_an_agent_server_mid_task_hands_its_tasks_to_the_other() {
 
     let kill_after = schedule.pick(2..12) as usize;
     wait_until_done_count(&cluster, 0, &project, kill_after).await;
+    // An agent's slots start together and finish together (800 ms each),
+    // so the count above is reached at a batch boundary, when the rest of
+    // the batch may have sent results the backend has not applied yet:
+    // those tasks still read `running` but agent-a already finished them.
+    // Half a task later, what reads `running` on agent-a is mid-call.
+    tokio::time::sleep(Duration::from_millis(400)).await;
     let running_on_a: Vec<String> = api
         .tasks_in(&project, "running")
         .await
