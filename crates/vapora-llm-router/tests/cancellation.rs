@@ -5,13 +5,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{config, request};
-use vapora_llm_router::budget_store::MemoryBudgetStore;
+use common::{build, config, request};
 use vapora_llm_router::testing::{FakeProvider, Script, collect_stream};
-use vapora_llm_router::{LlmClient, LlmError, Router, RouterConfig};
+use vapora_llm_router::{LlmClient, LlmError, Router};
 
 /// The reservation of `common::request()` at $1/M input and $2/M output:
 /// ("hello": 5 bytes / 2, rounded up, + 16 template tokens) input tokens
@@ -21,14 +19,6 @@ const ESTIMATE_USD: f64 = (19.0 * 1.0 + 100.0 * 2.0) / 1e6;
 const ANSWER_USD: f64 = (10.0 * 1.0 + 3.0 * 2.0) / 1e6;
 
 const BUDGET: &str = "[budgets.\"role:developer\"]\nlimit_usd = 10.0\nperiod = \"daily\"\n";
-
-async fn build(toml: String) -> Router {
-    RouterConfig::parse(&toml, [])
-        .unwrap()
-        .build(Arc::new(MemoryBudgetStore::default()))
-        .await
-        .unwrap()
-}
 
 /// Spend once no reservation is outstanding (aborted tasks settle soon
 /// after the winner is returned, not at once).
@@ -51,7 +41,7 @@ async fn a_cancelled_unstreamed_call_is_charged_its_estimate() {
         ..Script::default()
     })
     .await;
-    let r = build(config(
+    let r = build(&config(
         &[("slow", &slow)],
         &format!("[routes.default]\ntargets = [\"slow/m\"]\n{BUDGET}"),
     ))
@@ -74,7 +64,7 @@ async fn a_hedge_loser_aborted_before_its_response_head_is_charged_its_estimate(
     })
     .await;
     let winner = FakeProvider::start(Script::default()).await;
-    let r = build(config(
+    let r = build(&config(
         &[("loser", &loser), ("winner", &winner)],
         &format!(
             "[routes.default]\nstrategy = \"hedge\"\nhedge_delay_ms = 50\ntargets = [\"loser/m\", \"winner/m\"]\n{BUDGET}"
@@ -106,7 +96,7 @@ async fn a_huge_reported_cost_spends_the_budget_without_overflowing_it() {
         ..Script::default()
     })
     .await;
-    let r = build(config(
+    let r = build(&config(
         &[("p", &server)],
         &format!("[routes.default]\ntargets = [\"p/m\"]\n{BUDGET}"),
     ))

@@ -7,12 +7,11 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{config, request};
-use vapora_llm_router::budget_store::MemoryBudgetStore;
+use common::{build, config, request};
 use vapora_llm_router::providers::Endpoint;
 use vapora_llm_router::providers::openai::openai;
 use vapora_llm_router::testing::{FakeProvider, Script};
-use vapora_llm_router::{LlmClient, Pricing, Router, RouterConfig};
+use vapora_llm_router::{LlmClient, Pricing, Router};
 
 const SECRET: &str = "sk-live-SUPERSECRET0123456789";
 
@@ -34,14 +33,6 @@ impl Logs {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
-}
-
-async fn build(toml: String) -> Router {
-    RouterConfig::parse(&toml, [])
-        .unwrap()
-        .build(Arc::new(MemoryBudgetStore::default()))
-        .await
-        .unwrap()
 }
 
 /// Serves `router` as the gateway; returns its base URL.
@@ -71,7 +62,7 @@ async fn an_upstream_error_body_reaches_no_error_response_or_log() {
     );
     let in_stream = format!("data: {{\"error\":{{\"message\":\"{SECRET}\",\"code\":\"{SECRET}\"}}}}\n\n");
     let upstream = FakeProvider::start(Script::raw(401, &[body.as_bytes()])).await;
-    let router = build(config(
+    let router = build(&config(
         &[("up", &upstream)],
         "[routes.default]\ntargets = [\"up/m\"]\nretry = { attempts_per_target = 1 }\n",
     ))
@@ -126,7 +117,7 @@ async fn an_endpoints_debug_hides_its_api_key() {
 async fn the_budget_listing_shows_a_fingerprint_not_the_callers_key() {
     let caller_key = "sk-caller-SECRET42";
     let upstream = FakeProvider::start(Script::default()).await;
-    let router = build(config(
+    let router = build(&config(
         &[("up", &upstream)],
         &format!(
             "[routes.default]\ntargets = [\"up/m\"]\n\

@@ -4,12 +4,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vapora_llm_router::budget_store::MemoryBudgetStore;
 use vapora_llm_router::testing::{FakeProvider, Protocol, Script, collect_stream};
-use vapora_llm_router::{ChatMessage, ChatRequest, LlmClient, LlmError, Router, RouterConfig, StreamEvent};
+use vapora_llm_router::{ChatMessage, ChatRequest, LlmClient, LlmError, Router, StreamEvent};
 
 /// A router over `providers` (name, protocol server) with `routes_toml`
 /// appended; circuits open after 3 failures and cool down for 300 ms.
@@ -19,11 +17,7 @@ async fn router(providers: &[(&str, &FakeProvider)], extra_toml: &str) -> Router
         "failure_threshold = 3\ncooldown_ms = 300\n",
         extra_toml,
     );
-    RouterConfig::parse(&toml, [])
-        .unwrap()
-        .build(Arc::new(MemoryBudgetStore::default()))
-        .await
-        .unwrap()
+    common::build(&toml).await
 }
 
 fn request(model: &str) -> ChatRequest {

@@ -37,12 +37,7 @@ impl ProjectService {
                 ..TaskFilter::default()
             };
             let mut tasks = self.db.list_tasks(&filter).await?;
-            let next_cursor = if tasks.len() > limit {
-                tasks.truncate(limit);
-                tasks.last().map(|t| t.id)
-            } else {
-                None
-            };
+            let next_cursor = super::page::cut(&mut tasks, limit, |t| t.id);
             Ok::<_, AppError>(BoardColumn {
                 status,
                 tasks,

@@ -5,6 +5,7 @@ pub mod board;
 pub mod cancellations;
 pub mod dispatch_times;
 pub mod history;
+pub mod page;
 pub mod projects;
 pub mod tasks;
 pub mod worker_reports;

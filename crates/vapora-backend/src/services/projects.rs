@@ -52,12 +52,7 @@ impl ProjectService {
     /// Up to `limit` projects after the `after` cursor, oldest first.
     pub async fn list(&self, after: Option<ProjectId>, limit: usize) -> Result<ProjectPage, AppError> {
         let mut items = self.db.list_projects(after, limit + 1).await?;
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|p| p.project.id)
-        } else {
-            None
-        };
+        let next_cursor = super::page::cut(&mut items, limit, |p| p.project.id);
         Ok(ProjectPage { items, next_cursor })
     }
 

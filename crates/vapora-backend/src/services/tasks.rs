@@ -137,12 +137,7 @@ impl TaskService {
         let limit = filter.limit;
         filter.limit = limit + 1;
         let mut items = self.db.list_tasks(&filter).await?;
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|t| t.id)
-        } else {
-            None
-        };
+        let next_cursor = super::page::cut(&mut items, limit, |t| t.id);
         Ok(TaskPage { items, next_cursor })
     }
 

@@ -204,11 +204,7 @@ impl AgentRegistry {
             .cloned()
             .collect();
         agents.sort_by(|a, b| a.id.cmp(&b.id));
-        if agents.len() <= limit {
-            return (agents, None);
-        }
-        agents.truncate(limit);
-        let next = agents.last().map(|a| a.id.clone());
+        let next = crate::services::page::cut(&mut agents, limit, |a| a.id.clone());
         (agents, next)
     }
 

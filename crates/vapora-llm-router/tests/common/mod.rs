@@ -35,7 +35,12 @@ pub fn config_with(providers: &[(&str, &FakeProvider)], provider_settings: &str,
 }
 
 pub async fn router(providers: &[(&str, &FakeProvider)], extra_toml: &str) -> Router {
-    RouterConfig::parse(&config(providers, extra_toml), [])
+    build(&config(providers, extra_toml)).await
+}
+
+/// The router of a whole configuration, over an in-memory budget store.
+pub async fn build(toml: &str) -> Router {
+    RouterConfig::parse(toml, [])
         .unwrap()
         .build(Arc::new(MemoryBudgetStore::default()))
         .await
