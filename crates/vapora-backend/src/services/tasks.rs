@@ -24,7 +24,7 @@ use crate::events::EventBus;
 use crate::metrics::Metrics;
 use crate::queue::{Admission, SharedTaskQueue};
 use crate::services::cancellations::RunningTasks;
-use crate::storage::{Database, TaskFilter, TaskWrite};
+use crate::storage::{Database, TaskFilter, TaskInserts, TaskWrite};
 
 /// Lost compare-and-set races tolerated before giving up with a conflict.
 pub(super) const MAX_WRITE_RACES: usize = 32;
@@ -32,6 +32,7 @@ pub(super) const MAX_WRITE_RACES: usize = 32;
 #[derive(Debug, Clone)]
 pub struct TaskService {
     pub(super) db: Database,
+    inserts: TaskInserts,
     queue: SharedTaskQueue,
     pub(super) events: EventBus,
     roles: RoleCatalog,
@@ -58,6 +59,7 @@ impl TaskService {
         metrics: Metrics,
     ) -> Self {
         Self {
+            inserts: TaskInserts::new(db.clone()),
             db,
             queue,
             events,
@@ -108,7 +110,7 @@ impl TaskService {
         } else {
             None
         };
-        if !self.db.insert_task(&task).await? {
+        if !self.inserts.insert(task.clone()).await? {
             return Err(AppError::unprocessable(
                 "unknown_project",
                 format!("project {} does not exist", task.project_id),

@@ -11,12 +11,14 @@ mod codec;
 mod dead_letters;
 mod projects;
 mod task_history;
+mod task_inserts;
 mod tasks;
 
 pub use dead_letters::DeadLetter;
 pub use projects::{ProjectDelete, StoredProject};
 pub use task_history::{HistoryPage, StaleReport, Transition};
-pub use tasks::{StoredTask, TaskFilter, TaskWrite};
+pub use task_inserts::TaskInserts;
+pub use tasks::{StoredTask, TaskFilter, TaskInsert, TaskWrite};
 
 use std::future::IntoFuture;
 use std::sync::Arc;
@@ -139,6 +141,22 @@ pub enum StorageError {
     /// is unknown.
     #[error("the database did not answer within {0:?}")]
     Timeout(Duration),
+    /// The task that writes batched inserts stopped before answering.
+    #[error("the task writer stopped before answering")]
+    WriterStopped,
+}
+
+impl StorageError {
+    /// The same error for another caller that shared the failed call.
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            Self::Database(e) => Self::Database(e.clone()),
+            Self::Corrupt(e) => Self::Corrupt(serde::de::Error::custom(e)),
+            Self::Conflict => Self::Conflict,
+            Self::Timeout(limit) => Self::Timeout(*limit),
+            Self::WriterStopped => Self::WriterStopped,
+        }
+    }
 }
 
 impl From<surrealdb::Error> for StorageError {

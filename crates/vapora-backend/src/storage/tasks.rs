@@ -79,40 +79,67 @@ fn guard_shard(task: TaskId) -> u64 {
     u64::from(u16::from_be_bytes([bytes[14], bytes[15]])) % super::projects::GUARDS
 }
 
+/// How a batch of task inserts ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskInsert {
+    /// Every task of the batch is stored.
+    Stored,
+    /// Some task's project does not exist; nothing was stored.
+    UnknownProject,
+}
+
 impl Database {
     /// Stores a new task of an existing project; `Ok(false)` when the
-    /// project does not exist. The same transaction writes one of the
-    /// project's guard records: a concurrent project delete writes them all,
-    /// so one of the two conflicts instead of leaving an orphan (snapshot
-    /// isolation would let a mere existence check pass). Conflicts with
-    /// other tasks of the project on the same guard are retried.
+    /// project does not exist. See [`Self::insert_tasks`].
     pub async fn insert_task(&self, task: &Task) -> Result<bool, StorageError> {
+        Ok(self.insert_tasks(std::slice::from_ref(task)).await? == TaskInsert::Stored)
+    }
+
+    /// Stores new tasks in one transaction, all or none: none when some
+    /// task's project does not exist.
+    ///
+    /// The transaction writes one guard record of each project involved: a
+    /// concurrent project delete writes them all, so one of the two
+    /// conflicts instead of leaving an orphan (snapshot isolation would let
+    /// a mere existence check pass). The project check rides on the guard's
+    /// write, as statements are what SurrealDB charges for. Conflicts with
+    /// other inserts on the same guard are retried.
+    pub async fn insert_tasks(&self, tasks: &[Task]) -> Result<TaskInsert, StorageError> {
         const MAX_CONFLICTS: u32 = 64;
-        let stored = StoredTask {
-            task: task.clone(),
-            rev: 1,
-            history: Transition::between(None, task).into_iter().collect(),
-        };
-        // The project check rides on the guard's write: one statement
-        // fewer per create, and statements are what SurrealDB charges for.
+        let mut guards = Vec::new();
+        let mut contents = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            if !guards.iter().any(|(project, _)| *project == task.project_id) {
+                guards.push((task.project_id, guard_shard(task.id)));
+            }
+            let stored = StoredTask {
+                task: task.clone(),
+                rev: 1,
+                history: Transition::between(None, task).into_iter().collect(),
+            };
+            contents.push(json!({ "id": task.id, "content": to_content(&stored)? }));
+        }
+        let guards: Vec<_> = guards
+            .into_iter()
+            .map(|(project, shard)| json!({ "project": project, "key": super::projects::guard_key(project, shard) }))
+            .collect();
         let sql = "BEGIN TRANSACTION;
-            UPSERT type::record('project_guard', $guard) SET writes = IF record::exists(type::record('project', $project)) {
-                (writes ?? 0) + 1
-            } ELSE {
-                THROW 'unknown_project'
-            } RETURN NONE;
-            CREATE type::record('task', $id) CONTENT $content RETURN NONE;
+            FOR $g IN $guards {
+                UPSERT type::record('project_guard', $g.key) SET writes = IF record::exists(type::record('project', $g.project)) {
+                    (writes ?? 0) + 1
+                } ELSE {
+                    THROW 'unknown_project'
+                } RETURN NONE;
+            };
+            FOR $t IN $tasks {
+                CREATE type::record('task', $t.id) CONTENT $t.content RETURN NONE;
+            };
             COMMIT TRANSACTION;";
-        let vars = json!({
-            "id": task.id,
-            "project": task.project_id,
-            "guard": super::projects::guard_key(task.project_id, guard_shard(task.id)),
-            "content": to_content(&stored)?,
-        });
+        let vars = json!({ "guards": guards, "tasks": contents });
         for race in 0..MAX_CONFLICTS {
             match self.transact(sql, vars.clone()).await? {
-                Transaction::Committed => return Ok(true),
-                Transaction::Thrown(_) => return Ok(false),
+                Transaction::Committed => return Ok(TaskInsert::Stored),
+                Transaction::Thrown(_) => return Ok(TaskInsert::UnknownProject),
                 Transaction::Conflict => super::back_off(race).await,
             }
         }
