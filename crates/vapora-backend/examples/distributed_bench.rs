@@ -25,6 +25,10 @@ use serde_json::{Value, json};
 use vapora_agents::testing::NatsServer;
 use vapora_llm_router::testing::{FakeProvider, Script};
 
+#[path = "support/proc_stat.rs"]
+mod proc_stat;
+use proc_stat::cpu_secs;
+
 const E2E_TASKS: usize = 10_000;
 const RAW_MESSAGES: usize = 10_000;
 const RATE: u64 = 200;
@@ -356,15 +360,6 @@ fn rss_mib(pid: u32) -> u64 {
 }
 
 /// User + system CPU seconds of a process so far.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces): utime is the
-    // 12th and stime the 13th, in clock ticks (100 per second on Linux).
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 fn num_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
