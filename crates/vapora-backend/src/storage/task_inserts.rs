@@ -2,10 +2,11 @@
 //! transaction.
 //!
 //! A SurrealDB statement costs far more than the record it writes. Measured
-//! in a release build on the embedded engine: a create in a transaction of
-//! its own (project check, guard write, record) takes ~650 µs of CPU, while
-//! in a transaction of 16 a create takes ~200 µs, as the check, the guard
-//! write and the commit are paid once per project per batch. So a create
+//! in a release build (`examples/create_cost.rs`): a create in a transaction
+//! of its own (project check, guard write, record) takes 600–850 µs of CPU
+//! on the embedded engines, while in a transaction of 16 a create takes
+//! ~210 µs, as the check, the guard write and the commit are paid once per
+//! project per batch. So a create
 //! that arrives while a batch is being written waits for the next batch,
 //! and under load each transaction carries many tasks; a create alone is
 //! written at once, as it would be without batching.
