@@ -150,26 +150,12 @@ impl Drop for Unfinished {
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
     use futures::future::join_all;
-    use vapora_shared::{NewProject, NewTask, Priority, Role, TaskStatus};
+    use vapora_shared::TaskStatus;
 
     use super::*;
     use crate::storage::TaskFilter;
-
-    fn task_of(project: ProjectId) -> Task {
-        NewTask {
-            project_id: project,
-            title: "t".into(),
-            description: String::new(),
-            role: Role::parse("developer").unwrap(),
-            priority: Priority::Medium,
-            requires_approval: false,
-            dispatch: false,
-        }
-        .into_task(Utc::now())
-        .unwrap()
-    }
+    use crate::storage::tasks::tests::setup;
 
     async fn stored_tasks(db: &Database, project: ProjectId) -> usize {
         let filter = TaskFilter {
@@ -182,20 +168,20 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_creates_each_get_their_own_answer_when_a_batch_names_a_missing_project() {
-        let db = Database::connect("mem://").await.unwrap();
-        let project = NewProject {
-            name: "p".into(),
-            description: String::new(),
-        }
-        .into_project(Utc::now())
-        .unwrap();
-        db.insert_project(&project).await.unwrap();
+        let (db, queued_task) = setup().await;
+        let project = queued_task().project_id;
         let missing = ProjectId::new();
         let inserts = TaskInserts::new(db.clone());
 
         // Interleaved, so that most batches mix the two projects.
         let tasks: Vec<Task> = (0..120)
-            .map(|i| task_of(if i % 4 == 0 { missing } else { project.id }))
+            .map(|i| {
+                let mut task = queued_task();
+                if i % 4 == 0 {
+                    task.project_id = missing;
+                }
+                task
+            })
             .collect();
         let answers = join_all(tasks.iter().map(|t| {
             let inserts = inserts.clone();
@@ -205,18 +191,18 @@ mod tests {
         .await;
 
         for (task, answer) in tasks.iter().zip(answers) {
-            assert_eq!(answer.unwrap(), task.project_id == project.id, "task {}", task.id);
+            assert_eq!(answer.unwrap(), task.project_id == project, "task {}", task.id);
         }
-        assert_eq!(stored_tasks(&db, project.id).await, 90);
+        assert_eq!(stored_tasks(&db, project).await, 90);
         assert_eq!(stored_tasks(&db, missing).await, 0);
         let one = db.get_task(tasks[1].id).await.unwrap().unwrap();
         assert_eq!(
             (one.task.project_id, one.task.status, one.rev),
-            (project.id, TaskStatus::Todo, 1)
+            (project, TaskStatus::Queued, 1)
         );
         assert_eq!(one.history.len(), 1);
         // The writer stopped with the work, and the next create starts another.
         assert!(!lock(&inserts.pending).writing);
-        assert!(inserts.insert(task_of(project.id)).await.unwrap());
+        assert!(inserts.insert(queued_task()).await.unwrap());
     }
 }

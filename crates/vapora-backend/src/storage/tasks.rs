@@ -278,12 +278,12 @@ impl Database {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use vapora_shared::{NewProject, NewTask, Priority};
 
     /// A database with one project, and a maker of queued tasks in it.
-    async fn setup() -> (Database, impl Fn() -> Task) {
+    pub(in crate::storage) async fn setup() -> (Database, impl Fn() -> Task) {
         let db = Database::connect("mem://").await.unwrap();
         let project = NewProject {
             name: "p".into(),
