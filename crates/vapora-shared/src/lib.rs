@@ -12,6 +12,8 @@ pub mod lifecycle;
 pub mod project;
 pub mod role;
 pub mod task;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod wire;
 
 pub use agent::{Agent, AgentStatus};
