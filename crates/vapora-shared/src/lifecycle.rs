@@ -129,11 +129,6 @@ pub enum Verdict {
 
 /// Judges `report` against `task` as stored. `dispatched_at` is when the
 /// broker acknowledged the attempt, if known and not stored yet.
-///
-/// A result is taken from the agent that started the current attempt (or
-/// from any agent while no start is stored: the result overtook it); one
-/// from another agent is stale, so a worker cannot finish an attempt it
-/// does not hold.
 pub fn judge(
     report: &TaskReport,
     task: &Task,
@@ -171,17 +166,6 @@ pub fn judge(
             } else {
                 Verdict::Unchanged
             };
-        }
-        // The attempt was handed to another worker (the first went quiet);
-        // only the worker that holds it now may finish it.
-        TaskReport::Succeeded { agent_id, .. } | TaskReport::Failed { agent_id, .. }
-            if task.status == TaskStatus::Running
-                && task
-                    .assigned_agent
-                    .as_ref()
-                    .is_some_and(|holder| holder != agent_id) =>
-        {
-            return Verdict::Stale;
         }
         TaskReport::Succeeded { agent_id, result, .. } => {
             finish(&mut next, agent_id, Ok(result), dispatched_at.unwrap_or(now), now)
@@ -258,56 +242,5 @@ mod tests {
         let mut retried = (*next).clone();
         retried.move_to(TaskStatus::Queued, at(7));
         assert_eq!(judge(&report, &retried, at(8), None), Verdict::Stale);
-    }
-
-    #[test]
-    fn only_the_agent_holding_the_attempt_may_finish_it() {
-        let task = queued_task(at(0));
-        let started = |agent: &str| TaskReport::Started {
-            task_id: task.id,
-            attempt: task.attempt,
-            agent_id: AgentId::from(agent),
-        };
-        let succeeded = |agent: &str| TaskReport::Succeeded {
-            task_id: task.id,
-            attempt: task.attempt,
-            agent_id: AgentId::from(agent),
-            result: TaskResult {
-                output: "out".into(),
-                provider: "p".into(),
-                model: "m".into(),
-                tokens_in: 1,
-                tokens_out: 1,
-                cost_usd: 0.0,
-                attempts: 1,
-                output_truncated: false,
-            },
-        };
-        let Verdict::Move(running) = judge(&started("a"), &task, at(1), None) else {
-            panic!("a start moves a queued task");
-        };
-        assert_eq!(
-            judge(&succeeded("intruder"), &running, at(2), None),
-            Verdict::Stale
-        );
-        let failed_by_intruder = TaskReport::Failed {
-            task_id: task.id,
-            attempt: task.attempt,
-            agent_id: AgentId::from("intruder"),
-            error: "nope".into(),
-        };
-        assert_eq!(judge(&failed_by_intruder, &running, at(2), None), Verdict::Stale);
-        assert!(
-            matches!(judge(&succeeded("a"), &running, at(2), None), Verdict::Move(t) if t.status == TaskStatus::Done)
-        );
-
-        // Handed over to `b` after `a` went quiet: now `a` is the stranger.
-        let Verdict::Move(handed_over) = judge(&started("b"), &running, at(3), None) else {
-            panic!("a redelivered attempt changes hands");
-        };
-        assert_eq!(judge(&succeeded("a"), &handed_over, at(4), None), Verdict::Stale);
-        assert!(
-            matches!(judge(&succeeded("b"), &handed_over, at(4), None), Verdict::Move(t) if t.status == TaskStatus::Done)
-        );
     }
 }
