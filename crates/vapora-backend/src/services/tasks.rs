@@ -24,7 +24,7 @@ use crate::events::EventBus;
 use crate::metrics::Metrics;
 use crate::queue::{Admission, SharedTaskQueue};
 use crate::services::cancellations::RunningTasks;
-use crate::storage::{Database, TaskFilter, TaskInserts, TaskWrite};
+use crate::storage::{Database, StorageError, TaskFilter, TaskInserts, TaskWrite};
 
 /// Lost compare-and-set races tolerated before giving up with a conflict.
 pub(super) const MAX_WRITE_RACES: usize = 32;
@@ -110,6 +110,16 @@ impl TaskService {
         } else {
             None
         };
+        // Stored, announced and queued by a task of its own: a client that
+        // goes away while its write waits in a batch cannot leave the task
+        // stored as queued but missing from the queue.
+        let service = self.clone();
+        tokio::spawn(async move { service.store_new(task, admission).await })
+            .await
+            .unwrap_or(Err(AppError::Storage(StorageError::WriterStopped)))
+    }
+
+    async fn store_new(&self, task: Task, admission: Option<Admission>) -> Result<Task, AppError> {
         if !self.inserts.insert(task.clone()).await? {
             return Err(AppError::unprocessable(
                 "unknown_project",
@@ -320,5 +330,59 @@ impl TaskService {
         Err(AppError::Conflict(format!(
             "task {id} is changing too fast; try again"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vapora_shared::{NewProject, Priority, Role};
+
+    use super::*;
+    use crate::services::cancellations::RunningTasks;
+
+    #[tokio::test]
+    async fn a_create_whose_caller_gives_up_is_still_stored_announced_and_queued() {
+        let db = Database::connect("mem://").await.unwrap();
+        let project = NewProject {
+            name: "p".into(),
+            description: String::new(),
+        }
+        .into_project(Utc::now())
+        .unwrap();
+        db.insert_project(&project).await.unwrap();
+        let queue = SharedTaskQueue::new(16);
+        let events = EventBus::new(16);
+        let mut announced = events.subscribe();
+        let service = TaskService::new(
+            db.clone(),
+            queue.clone(),
+            events,
+            RoleCatalog::builtin(),
+            RunningTasks::default(),
+            Metrics::default(),
+        );
+        let create = service.create(NewTask {
+            project_id: project.id,
+            title: "t".into(),
+            description: String::new(),
+            role: Role::parse("developer").unwrap(),
+            priority: Priority::Medium,
+            requires_approval: false,
+            dispatch: true,
+        });
+        // Polled once, then dropped, like a handler whose client went away.
+        assert!(futures::FutureExt::now_or_never(create).is_none());
+
+        let published = tokio::time::timeout(Duration::from_secs(5), announced.recv())
+            .await
+            .expect("announced")
+            .unwrap();
+        let event: serde_json::Value = serde_json::from_str(published.json.as_str()).unwrap();
+        let id: TaskId = serde_json::from_value(event["data"]["id"].clone()).expect("a task event");
+        assert_eq!(
+            db.get_task(id).await.unwrap().unwrap().task.status,
+            TaskStatus::Queued
+        );
+        assert_eq!(queue.depth().await, 1);
     }
 }

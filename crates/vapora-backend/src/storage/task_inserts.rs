@@ -61,7 +61,13 @@ impl TaskInserts {
             !std::mem::replace(&mut pending.writing, true)
         };
         if start_writer {
-            tokio::spawn(write_batches(self.db.clone(), self.pending.clone()));
+            // Armed before the spawn: a writer dropped before it first runs
+            // still hands the work on.
+            let unfinished = Unfinished {
+                pending: self.pending.clone(),
+                armed: true,
+            };
+            tokio::spawn(write_batches(self.db.clone(), self.pending.clone(), unfinished));
         }
         answer.await.unwrap_or(Err(StorageError::WriterStopped))
     }
@@ -73,11 +79,7 @@ fn lock(pending: &Mutex<Pending>) -> MutexGuard<'_, Pending> {
 }
 
 /// Writes batches until no create waits.
-async fn write_batches(db: Database, pending: Arc<Mutex<Pending>>) {
-    let mut unfinished = Unfinished {
-        pending: pending.clone(),
-        armed: true,
-    };
+async fn write_batches(db: Database, pending: Arc<Mutex<Pending>>, mut unfinished: Unfinished) {
     loop {
         let batch: Vec<(Task, Reply)> = {
             let mut pending = lock(&pending);
@@ -130,9 +132,10 @@ fn by_project(tasks: &[Task]) -> HashMap<ProjectId, Vec<usize>> {
     groups
 }
 
-/// Should the writer task end other than by running out of work (a panic),
-/// lets the next create start a new writer instead of waiting for ever; the
-/// creates that were waiting are answered [`StorageError::WriterStopped`].
+/// Should the writer task end other than by running out of work (a panic,
+/// or dropped before it ran), lets the next create start a new writer
+/// instead of waiting for ever; the creates that were waiting are answered
+/// [`StorageError::WriterStopped`].
 struct Unfinished {
     pending: Arc<Mutex<Pending>>,
     armed: bool,
