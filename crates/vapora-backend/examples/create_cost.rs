@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use chrono::Utc;
 use vapora_backend::storage::{Database, TaskInsert};
-use vapora_shared::{NewProject, NewTask, Priority, ProjectId, Role, Task, TaskStatus};
+use vapora_shared::testing::{new_project, new_task};
+use vapora_shared::{ProjectId, Task, TaskStatus};
 
 #[path = "support/proc_stat.rs"]
 mod proc_stat;
@@ -22,12 +23,7 @@ const TASKS: usize = 3_200;
 async fn main() {
     let url = std::env::args().nth(1).unwrap_or_else(|| "mem://".into());
     let db = Database::connect(&url).await.expect("database");
-    let project = NewProject {
-        name: "bench".into(),
-        description: String::new(),
-    }
-    .into_project(Utc::now())
-    .unwrap();
+    let project = new_project().into_project(Utc::now()).unwrap();
     db.insert_project(&project).await.unwrap();
     println!("| creates per transaction | CPU per create | wall per create |");
     println!("|---|---|---|");
@@ -53,17 +49,7 @@ async fn main() {
 }
 
 fn queued_task(project: ProjectId) -> Task {
-    let mut task = NewTask {
-        project_id: project,
-        title: "bench task".into(),
-        description: "created by the create_cost example".into(),
-        role: Role::parse("developer").unwrap(),
-        priority: Priority::Medium,
-        requires_approval: false,
-        dispatch: true,
-    }
-    .into_task(Utc::now())
-    .unwrap();
+    let mut task = new_task(project).into_task(Utc::now()).unwrap();
     task.move_to(TaskStatus::Queued, task.created_at);
     task
 }

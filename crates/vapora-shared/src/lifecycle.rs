@@ -200,20 +200,10 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::{NewTask, Priority, Role};
+    use crate::testing::new_task;
 
     fn queued_task(now: DateTime<Utc>) -> Task {
-        let mut task = NewTask {
-            project_id: crate::ProjectId::new(),
-            title: "t".into(),
-            description: String::new(),
-            role: Role::parse("developer").unwrap(),
-            priority: Priority::Medium,
-            requires_approval: false,
-            dispatch: true,
-        }
-        .into_task(now)
-        .unwrap();
+        let mut task = new_task(crate::ProjectId::new()).into_task(now).unwrap();
         task.move_to(TaskStatus::Queued, now);
         task
     }

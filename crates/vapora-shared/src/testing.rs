@@ -1,10 +1,35 @@
-//! Inputs for property tests of the decoders that read what other
-//! processes send: arbitrary JSON, and real documents with one value
-//! swapped for arbitrary JSON (which reaches deeper than random bytes,
-//! past the first syntax error into the decoders' own checks).
+//! Fixtures for the workspace's tests: typical client requests, and inputs
+//! for property tests of the decoders that read what other processes send
+//! (arbitrary JSON, and real documents with one value swapped for arbitrary
+//! JSON, which reaches deeper than random bytes, past the first syntax
+//! error into the decoders' own checks).
 
 use proptest::prelude::*;
 use serde_json::{Map, Value};
+
+use crate::{NewProject, NewTask, Priority, ProjectId, Role};
+
+/// A project as a client would create it.
+pub fn new_project() -> NewProject {
+    NewProject {
+        name: "p".into(),
+        description: String::new(),
+    }
+}
+
+/// A task of `project` as a client would create it: for a developer,
+/// medium priority, queued at once.
+pub fn new_task(project: ProjectId) -> NewTask {
+    NewTask {
+        project_id: project,
+        title: "t".into(),
+        description: String::new(),
+        role: Role::parse("developer").expect("a valid role"),
+        priority: Priority::Medium,
+        requires_approval: false,
+        dispatch: true,
+    }
+}
 
 /// Any JSON value, nested a few levels, with the numbers and strings that
 /// tend to break decoders (huge, negative, fractional, empty, non-ASCII).

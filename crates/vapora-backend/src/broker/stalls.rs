@@ -85,24 +85,15 @@ fn stalled(
 #[cfg(test)]
 mod tests {
     use chrono::TimeDelta;
-    use vapora_shared::{NewTask, Priority, ProjectId, Role, TaskStatus};
+    use vapora_shared::testing::new_task;
+    use vapora_shared::{ProjectId, TaskStatus};
 
     use super::*;
 
     #[test]
     fn only_silence_from_both_task_and_agent_is_a_stall() {
         let t0 = Utc::now();
-        let mut task = NewTask {
-            project_id: ProjectId::new(),
-            title: "t".into(),
-            description: String::new(),
-            role: Role::parse("developer").unwrap(),
-            priority: Priority::Medium,
-            requires_approval: false,
-            dispatch: true,
-        }
-        .into_task(t0)
-        .unwrap();
+        let mut task = new_task(ProjectId::new()).into_task(t0).unwrap();
         task.status = TaskStatus::Running;
         let timeout = Duration::from_secs(10);
         let at = |secs| t0 + TimeDelta::seconds(secs);

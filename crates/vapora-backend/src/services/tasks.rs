@@ -335,7 +335,7 @@ impl TaskService {
 
 #[cfg(test)]
 mod tests {
-    use vapora_shared::{NewProject, Priority, Role};
+    use vapora_shared::testing::{new_project, new_task};
 
     use super::*;
     use crate::services::cancellations::RunningTasks;
@@ -343,12 +343,7 @@ mod tests {
     #[tokio::test]
     async fn a_create_whose_caller_gives_up_is_still_stored_announced_and_queued() {
         let db = Database::connect("mem://").await.unwrap();
-        let project = NewProject {
-            name: "p".into(),
-            description: String::new(),
-        }
-        .into_project(Utc::now())
-        .unwrap();
+        let project = new_project().into_project(Utc::now()).unwrap();
         db.insert_project(&project).await.unwrap();
         let queue = SharedTaskQueue::new(16);
         let events = EventBus::new(16);
@@ -361,15 +356,7 @@ mod tests {
             RunningTasks::default(),
             Metrics::default(),
         );
-        let create = service.create(NewTask {
-            project_id: project.id,
-            title: "t".into(),
-            description: String::new(),
-            role: Role::parse("developer").unwrap(),
-            priority: Priority::Medium,
-            requires_approval: false,
-            dispatch: true,
-        });
+        let create = service.create(new_task(project.id));
         // Polled once, then dropped, like a handler whose client went away.
         assert!(futures::FutureExt::now_or_never(create).is_none());
 

@@ -280,30 +280,15 @@ impl Database {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use vapora_shared::{NewProject, NewTask, Priority};
+    use vapora_shared::testing::{new_project, new_task};
 
     /// A database with one project, and a maker of queued tasks in it.
     pub(in crate::storage) async fn setup() -> (Database, impl Fn() -> Task) {
         let db = Database::connect("mem://").await.unwrap();
-        let project = NewProject {
-            name: "p".into(),
-            description: String::new(),
-        }
-        .into_project(Utc::now())
-        .unwrap();
+        let project = new_project().into_project(Utc::now()).unwrap();
         db.insert_project(&project).await.unwrap();
         let queued_task = move || {
-            let mut task = NewTask {
-                project_id: project.id,
-                title: "t".into(),
-                description: String::new(),
-                role: Role::parse("developer").unwrap(),
-                priority: Priority::Medium,
-                requires_approval: false,
-                dispatch: true,
-            }
-            .into_task(Utc::now())
-            .unwrap();
+            let mut task = new_task(project.id).into_task(Utc::now()).unwrap();
             task.status = TaskStatus::Queued;
             task.attempt = 1;
             task
