@@ -24,7 +24,7 @@ async fn main() {
     let url = std::env::args().nth(1).unwrap_or_else(|| "mem://".into());
     let db = Database::connect(&url).await.expect("database");
     let project = new_project().into_project(Utc::now()).unwrap();
-    db.insert_project(&project).await.unwrap();
+    db.insert_project(&project, None).await.unwrap();
     println!("| creates per transaction | CPU per create | wall per create |");
     println!("|---|---|---|");
     // Twice, so that the second pass runs on a table that already holds

@@ -21,8 +21,10 @@ use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use vapora_agents::testing::NatsServer;
+use vapora_backend::auth::PresentedKey;
 use vapora_llm_router::testing::{FakeProvider, Script};
 
 #[path = "support/proc_stat.rs"]
@@ -50,6 +52,7 @@ async fn main() {
         ("NO_COLOR", "1".into()),
     ];
     let backend_log = work.path().join("backend.log");
+    let admin_key = PresentedKey::generate().reveal();
     // On-disk SurrealKV by default, as the backend runs out of the box;
     // `VAPORA_BENCH_DATABASE_URL=mem://` shows what the storage engine costs.
     let database_url = std::env::var("VAPORA_BENCH_DATABASE_URL")
@@ -60,6 +63,8 @@ async fn main() {
             .env("VAPORA_PORT", "0")
             .env("VAPORA_DATABASE_URL", &database_url)
             .env("VAPORA_QUEUE_CAPACITY", "100000")
+            // Builds from before API keys ignore it, and the header below.
+            .env("VAPORA_ADMIN_KEY", admin_key.expose_secret())
             .env("RUST_LOG", "warn,vapora_backend::startup=info"),
         &backend_log,
     )];
@@ -77,8 +82,12 @@ async fn main() {
         ));
     }
     let base = format!("http://{}", wait_for_addr(&backend_log).await);
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {}", admin_key.expose_secret());
+    headers.insert(reqwest::header::AUTHORIZATION, bearer.parse().unwrap());
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
+        .default_headers(headers)
         .build()
         .unwrap();
     wait_for_agents(&http, &base).await;

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use secrecy::SecretString;
+
 use vapora_agents::OutputLimits;
 use vapora_agents::jetstream::{DeliveryPolicy, SettingError};
 use vapora_llm_router::{LlmError, ProviderConfig, ProviderKind};
@@ -64,6 +66,19 @@ pub struct Settings {
     /// How long a remote agent stays listed after going offline
     /// (`VAPORA_AGENT_EVICT_AFTER_SECS`).
     pub agent_evict_after: Duration,
+    /// Whether requests need API keys (`VAPORA_AUTH`, `keys` by default;
+    /// `off` makes every request an admin's, for benchmarks and nothing else).
+    pub auth: bool,
+    /// The admin key to register (`VAPORA_ADMIN_KEY`).
+    pub admin_key: Option<SecretString>,
+    /// Where the admin key is read from, or written on a first start
+    /// (`VAPORA_ADMIN_KEY_FILE`, `data/admin.key` by default).
+    pub admin_key_file: PathBuf,
+    /// Secret mixed into every stored key hash (`VAPORA_KEY_PEPPER`, or the
+    /// file named by `VAPORA_KEY_PEPPER_FILE`); every replica needs the same.
+    pub key_pepper: Option<SecretString>,
+    /// Whether `/metrics` needs a key too (`VAPORA_METRICS_REQUIRE_KEY`).
+    pub metrics_require_key: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +123,11 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(30),
             database_timeout: crate::storage::DEFAULT_CALL_TIMEOUT,
             agent_evict_after: crate::swarm::registry::DEFAULT_EVICT_AFTER,
+            auth: true,
+            admin_key: None,
+            admin_key_file: PathBuf::from("data/admin.key"),
+            key_pepper: None,
+            metrics_require_key: false,
         }
     }
 }
@@ -158,6 +178,21 @@ impl Settings {
             request_timeout: seconds(&get, "VAPORA_REQUEST_TIMEOUT_SECS", defaults.request_timeout)?,
             database_timeout: seconds(&get, "VAPORA_DATABASE_TIMEOUT_SECS", defaults.database_timeout)?,
             agent_evict_after: seconds(&get, "VAPORA_AGENT_EVICT_AFTER_SECS", defaults.agent_evict_after)?,
+            auth: match get("VAPORA_AUTH").as_deref().map(str::trim) {
+                None | Some("keys") => true,
+                Some("off") => false,
+                Some(other) => {
+                    return Err(SettingsError::Invalid {
+                        name: "VAPORA_AUTH",
+                        value: other.into(),
+                        reason: "must be `keys` or `off`".into(),
+                    });
+                }
+            },
+            admin_key: get("VAPORA_ADMIN_KEY").map(SecretString::from),
+            admin_key_file: get("VAPORA_ADMIN_KEY_FILE").map_or(defaults.admin_key_file, PathBuf::from),
+            key_pepper: secret(&get, "VAPORA_KEY_PEPPER")?,
+            metrics_require_key: parse(&get, "VAPORA_METRICS_REQUIRE_KEY", defaults.metrics_require_key)?,
         })
     }
 }
@@ -176,6 +211,24 @@ where
             name,
             reason: e.to_string(),
             value,
+        }),
+    }
+}
+
+/// A secret from `NAME`, or from the file named by `NAME_FILE` (a mounted
+/// secret; surrounding whitespace trimmed).
+fn secret(get: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<Option<SecretString>, SettingsError> {
+    if let Some(value) = get(name) {
+        return Ok(Some(SecretString::from(value)));
+    }
+    let file_setting = format!("{name}_FILE");
+    let Some(path) = get(&file_setting) else { return Ok(None) };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(SecretString::from(text.trim().to_owned()))),
+        Err(e) => Err(SettingsError::Invalid {
+            name,
+            value: path,
+            reason: format!("{file_setting} cannot be read: {e}"),
         }),
     }
 }

@@ -14,6 +14,7 @@ use serde_json::json;
 use vapora_shared::lifecycle::ChangeRefused;
 use vapora_shared::{TransitionError, ValidationError};
 
+use crate::auth::keys::Refusal;
 use crate::storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,12 @@ pub enum AppError {
     QueueFull { capacity: usize, retry_after: Duration },
     #[error("{}", storage_message(.0))]
     Storage(#[from] StorageError),
+    /// No usable API key; answered with `WWW-Authenticate: Bearer`.
+    #[error("{0}")]
+    Unauthorized(#[from] Refusal),
+    /// A known key asking for something its role does not allow.
+    #[error("{0}")]
+    Forbidden(&'static str),
 }
 
 /// What a client is told about a storage failure: whether to retry, and
@@ -92,6 +99,8 @@ impl AppError {
             // A lost race is the client's to retry, not an outage.
             Self::Storage(StorageError::Conflict) => (StatusCode::CONFLICT, "conflict"),
             Self::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
         }
     }
 }
@@ -112,6 +121,16 @@ impl IntoResponse for AppError {
             Self::Storage(_) => Some(1),
             _ => None,
         };
+        if let Self::Unauthorized(refusal) = &self {
+            // RFC 6750: say which scheme, and whether a token was sent at all.
+            let challenge = match refusal {
+                Refusal::Missing => r#"Bearer realm="vapora""#,
+                _ => r#"Bearer realm="vapora", error="invalid_token""#,
+            };
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
         if let Some(secs) = retry_after {
             response
                 .headers_mut()

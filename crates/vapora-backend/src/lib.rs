@@ -5,9 +5,11 @@
 //! takes them: in-process ([`swarm`]) or, with NATS configured, agent
 //! servers over JetStream ([`broker`]); every change is stored in SurrealDB
 //! ([`storage`]) and streamed to WebSocket dashboards ([`events`]).
+//! Every API call needs a key ([`auth`]).
 //! [`startup::Application`] wires it all together.
 
 pub mod api;
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod error;

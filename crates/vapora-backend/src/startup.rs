@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use vapora_llm_router::{LlmError, RouterConfig};
 
 use crate::api::{AppState, router};
+use crate::auth::bootstrap::{BootstrapError, ensure_admin_key};
 use crate::broker::{self, BrokerContext, BrokerError};
 use crate::config::Settings;
 use crate::server;
@@ -43,6 +44,8 @@ pub enum StartupError {
     },
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
+    #[error(transparent)]
+    AdminKey(#[from] BootstrapError),
     #[error("recovering interrupted tasks: {0}")]
     Recovery(#[from] crate::error::AppError),
 }
@@ -78,6 +81,10 @@ impl Application {
 
         let running = RunningTasks::default();
         let state = AppState::new(&settings, db.clone(), roles.clone(), running.clone());
+        match &state.keys {
+            Some(keys) => ensure_admin_key(keys, settings.admin_key.as_ref(), &settings.admin_key_file).await?,
+            None => tracing::warn!("VAPORA_AUTH=off: every request is treated as an admin's; never expose this"),
+        }
         let broker = match &settings.nats_url {
             Some(url) => {
                 let client = broker::connect(url).await?;
@@ -174,7 +181,10 @@ impl Application {
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "vapora-backend listening");
         let stopping = state.shutdown.clone();
-        let app = server::with_request_timeout(router(state), settings.request_timeout);
+        let app = server::with_request_timeout(
+            router(state, settings.metrics_require_key),
+            settings.request_timeout,
+        );
         server::serve(listener, app, settings.header_read_timeout, async move {
             shutdown.await;
             tracing::info!("shutdown requested: no new connections");

@@ -3,6 +3,7 @@
 pub mod agents;
 pub mod extract;
 pub mod health;
+pub mod keys;
 pub mod metrics;
 pub mod paging;
 pub mod projects;
@@ -14,6 +15,7 @@ pub mod ws;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 
 pub use state::{AppState, SharedState};
@@ -24,7 +26,9 @@ use crate::error::AppError;
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The whole API as a router; tests call this directly.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, metrics_require_key: bool) -> Router {
+    let state = std::sync::Arc::new(state);
+    let require_key = from_fn_with_state(state.clone(), crate::auth::middleware::require_key);
     let v1 = Router::new()
         .route("/projects", post(projects::create).get(projects::list))
         .route(
@@ -42,16 +46,24 @@ pub fn router(state: AppState) -> Router {
         .route("/dead-letters", get(tasks::dead_letters))
         .route("/agents", get(agents::list))
         .route("/agents/{id}", get(agents::get))
-        .route("/ws", get(ws::subscribe));
+        .route("/keys", post(keys::create).get(keys::list))
+        .route("/keys/{id}", axum::routing::delete(keys::revoke))
+        .route("/me", get(keys::me))
+        .route("/ws", get(ws::subscribe))
+        .route_layer(require_key.clone());
+    let mut metrics = Router::new().route("/metrics", get(metrics::render));
+    if metrics_require_key {
+        metrics = metrics.route_layer(require_key);
+    }
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
-        .route("/metrics", get(metrics::render))
+        .merge(metrics)
         .nest("/api/v1", v1)
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(std::sync::Arc::new(state))
+        .with_state(state)
 }
 
 async fn no_route(uri: Uri) -> AppError {

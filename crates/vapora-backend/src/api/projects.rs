@@ -1,4 +1,7 @@
 //! `/api/v1/projects` handlers.
+//!
+//! Each one first checks the caller's scope (`auth::Caller`): a project
+//! outside it answers 404, a viewer's write 403.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,50 +11,67 @@ use vapora_shared::{NewProject, ProjectId, ProjectPatch};
 use crate::api::SharedState;
 use crate::api::extract::{Json, Path, Query, parse_id};
 use crate::api::paging::{PageQuery, page_limit};
+use crate::auth::{Caller, KeyRole};
 use crate::error::AppError;
 use crate::services::{Board, ProjectPage};
 use crate::storage::StoredProject;
 
 pub async fn create(
     State(state): State<SharedState>,
+    caller: Caller,
     Json(body): Json<NewProject>,
 ) -> Result<(StatusCode, Json<StoredProject>), AppError> {
-    Ok((
-        StatusCode::CREATED,
-        Json(state.project_service.create(body).await?),
-    ))
+    caller.may_write()?;
+    // A member's new project joins its key, so it can go on working on it.
+    let owner = (caller.role() == KeyRole::Member).then(|| caller.key_id());
+    let project = state.project_service.create(body, owner).await?;
+    if let (Some(owner), Some(keys)) = (owner, &state.keys) {
+        keys.refresh(owner);
+    }
+    Ok((StatusCode::CREATED, Json(project)))
 }
 
 pub async fn list(
     State(state): State<SharedState>,
+    caller: Caller,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<ProjectPage>, AppError> {
     let (limit, after) = page.parse("cursor")?;
-    Ok(Json(state.project_service.list(after, limit).await?))
+    Ok(Json(
+        state.project_service.list(after, limit, caller.scope()).await?,
+    ))
 }
 
 pub async fn get(
     State(state): State<SharedState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<StoredProject>, AppError> {
     let id: ProjectId = parse_id("project", &id)?;
+    caller.see_project(id)?;
     Ok(Json(state.project_service.get(id).await?))
 }
 
 pub async fn update(
     State(state): State<SharedState>,
+    caller: Caller,
     Path(id): Path<String>,
     Json(patch): Json<ProjectPatch>,
 ) -> Result<Json<StoredProject>, AppError> {
     let id: ProjectId = parse_id("project", &id)?;
+    caller.see_project(id)?;
+    caller.may_write()?;
     Ok(Json(state.project_service.update(id, patch).await?))
 }
 
 pub async fn delete(
     State(state): State<SharedState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
     let id: ProjectId = parse_id("project", &id)?;
+    caller.see_project(id)?;
+    caller.may_write()?;
     state.project_service.delete(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -66,10 +86,12 @@ pub struct BoardQuery {
 
 pub async fn board(
     State(state): State<SharedState>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(query): Query<BoardQuery>,
 ) -> Result<Json<Board>, AppError> {
     let id: ProjectId = parse_id("project", &id)?;
+    caller.see_project(id)?;
     Ok(Json(
         state.project_service.board(id, page_limit(query.limit)?).await?,
     ))

@@ -13,6 +13,7 @@
 
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{KeyHasher, Keys};
 use crate::config::Settings;
 use crate::events::EventBus;
 use crate::metrics::Metrics;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub events: EventBus,
     pub metrics: Metrics,
     pub db: Database,
+    /// API keys; `None` when authentication is off (`VAPORA_AUTH=off`).
+    pub keys: Option<Keys>,
     /// Cancelled when the server starts shutting down (closes WebSockets).
     pub shutdown: CancellationToken,
 }
@@ -63,6 +66,9 @@ impl AppState {
             task_queue,
             events,
             metrics: metrics.clone(),
+            keys: settings
+                .auth
+                .then(|| Keys::new(db.clone(), KeyHasher::new(settings.key_pepper.clone()))),
             db,
             shutdown: CancellationToken::new(),
         }

@@ -1,11 +1,15 @@
 //! `/api/v1/tasks` handlers.
+//!
+//! A task is as visible as its project (`auth::Caller`): outside the
+//! caller's scope it answers 404, and lists leave it out.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use vapora_shared::{NewTask, Role, Task, TaskId, TaskPatch, TaskStatus};
 
-use crate::api::SharedState;
+use crate::api::{AppState, SharedState};
+use crate::auth::Caller;
 use crate::api::extract::{Json, Path, Query, parse_id};
 use crate::api::paging::{PageQuery, page_limit};
 use crate::error::AppError;
@@ -24,7 +28,7 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    fn into_filter(self) -> Result<TaskFilter, AppError> {
+    fn into_filter(self, caller: &Caller) -> Result<TaskFilter, AppError> {
         let status = self
             .status
             .map(|s| {
@@ -43,6 +47,7 @@ impl ListQuery {
                 .as_deref()
                 .map(|p| parse_id("project", p))
                 .transpose()?,
+            within: caller.scope().map(<[_]>::to_vec),
             status,
             role,
             after: self
@@ -57,51 +62,90 @@ impl ListQuery {
 
 pub async fn create(
     State(state): State<SharedState>,
+    caller: Caller,
     Json(body): Json<NewTask>,
 ) -> Result<(StatusCode, Json<Task>), AppError> {
+    caller.see_project(body.project_id)?;
+    caller.may_write()?;
     Ok((StatusCode::CREATED, Json(state.task_service.create(body).await?)))
 }
 
 pub async fn list(
     State(state): State<SharedState>,
+    caller: Caller,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<TaskPage>, AppError> {
-    Ok(Json(state.task_service.list(query.into_filter()?).await?))
+    Ok(Json(
+        state.task_service.list(query.into_filter(&caller)?).await?,
+    ))
 }
 
-pub async fn get(State(state): State<SharedState>, Path(id): Path<String>) -> Result<Json<Task>, AppError> {
+pub async fn get(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Task>, AppError> {
     let id: TaskId = parse_id("task", &id)?;
-    Ok(Json(state.task_service.get(id).await?))
+    let task = state.task_service.get(id).await?;
+    if !caller.may_see(task.project_id) {
+        return Err(AppError::not_found("task", id));
+    }
+    Ok(Json(task))
+}
+
+/// 404 unless the task's project is in the caller's scope. Admins reach
+/// every project, so their requests skip the read.
+async fn see_task(state: &AppState, caller: &Caller, id: TaskId) -> Result<(), AppError> {
+    if caller.scope().is_some() && !caller.may_see(state.task_service.get(id).await?.project_id) {
+        return Err(AppError::not_found("task", id));
+    }
+    Ok(())
+}
+
+/// A task the caller may change: visible, and the caller no viewer.
+async fn change_task(state: &AppState, caller: &Caller, raw_id: &str) -> Result<TaskId, AppError> {
+    let id: TaskId = parse_id("task", raw_id)?;
+    see_task(state, caller, id).await?;
+    caller.may_write()?;
+    Ok(id)
 }
 
 pub async fn update(
     State(state): State<SharedState>,
+    caller: Caller,
     Path(id): Path<String>,
     Json(patch): Json<TaskPatch>,
 ) -> Result<Json<Task>, AppError> {
-    let id: TaskId = parse_id("task", &id)?;
+    let id = change_task(&state, &caller, &id).await?;
     Ok(Json(state.task_service.patch(id, patch).await?))
 }
 
 pub async fn cancel(
     State(state): State<SharedState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Task>, AppError> {
-    let id: TaskId = parse_id("task", &id)?;
+    let id = change_task(&state, &caller, &id).await?;
     Ok(Json(state.task_service.cancel(id).await?))
 }
 
-pub async fn retry(State(state): State<SharedState>, Path(id): Path<String>) -> Result<Json<Task>, AppError> {
-    let id: TaskId = parse_id("task", &id)?;
+pub async fn retry(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Task>, AppError> {
+    let id = change_task(&state, &caller, &id).await?;
     Ok(Json(state.task_service.retry(id).await?))
 }
 
 pub async fn history(
     State(state): State<SharedState>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<TaskHistory>, AppError> {
     let id: TaskId = parse_id("task", &id)?;
+    see_task(&state, &caller, id).await?;
     let (limit, from) = page.parse::<usize>("history cursor")?;
     Ok(Json(
         state.task_service.history(id, from.unwrap_or(0), limit).await?,
@@ -115,9 +159,12 @@ pub struct DeadLetterQuery {
     limit: Option<usize>,
 }
 
+/// Admins only: dead letters name tasks of every project.
 pub async fn dead_letters(
     State(state): State<SharedState>,
+    caller: Caller,
     Query(query): Query<DeadLetterQuery>,
 ) -> Result<Json<Vec<DeadLetter>>, AppError> {
+    caller.must_be_admin()?;
     Ok(Json(state.db.dead_letters(page_limit(query.limit)?).await?))
 }

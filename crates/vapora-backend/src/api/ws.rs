@@ -7,6 +7,11 @@
 //! client that cannot take a single message within [`SEND_TIMEOUT`] is
 //! disconnected.
 //!
+//! A client sees the events of its key's projects only (admins: all), plus
+//! agent events, which belong to no project. Browsers, which cannot set an
+//! `Authorization` header here, offer the key as a subprotocol (see
+//! `auth::middleware`); the server selects [`WS_PROTOCOL`].
+//!
 //! Clients only ever send control frames and tiny messages, so incoming
 //! frames and messages are capped at [`MAX_INCOMING_BYTES`]: a larger one
 //! closes the connection as soon as its header announces the size, before
@@ -25,9 +30,14 @@ use vapora_shared::ProjectId;
 
 use crate::api::SharedState;
 use crate::api::extract::{Query, parse_id};
+use crate::auth::{Caller, KeyId, Keys};
+use crate::auth::middleware::WS_PROTOCOL;
 use crate::error::AppError;
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an open connection re-checks its key: a revoked or expired
+/// key is disconnected, and a member's new projects come into view.
+const KEY_RECHECK: Duration = Duration::from_secs(1);
 
 /// Largest frame, and largest message, a client may send.
 pub const MAX_INCOMING_BYTES: usize = 16 * 1024;
@@ -37,38 +47,67 @@ pub struct WsQuery {
     project_id: Option<String>,
 }
 
+/// Which events a connection forwards: those of one project, or of the
+/// caller's projects (`None`: all), plus every agent event.
+#[derive(Debug)]
+struct EventFilter {
+    project: Option<ProjectId>,
+    scope: Option<Vec<ProjectId>>,
+}
+
+impl EventFilter {
+    fn admits(&self, project: Option<ProjectId>) -> bool {
+        let Some(project) = project else { return true };
+        self.project.is_none_or(|wanted| wanted == project)
+            && self.scope.as_ref().is_none_or(|scope| scope.contains(&project))
+    }
+}
+
 pub async fn subscribe(
     State(state): State<SharedState>,
+    caller: Caller,
     Query(query): Query<WsQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
-    let filter: Option<ProjectId> = query
+    let project: Option<ProjectId> = query
         .project_id
         .as_deref()
         .map(|p| parse_id("project", p))
         .transpose()?;
+    if let Some(project) = project {
+        caller.see_project(project)?;
+    }
+    let filter = EventFilter {
+        project,
+        scope: caller.scope().map(<[_]>::to_vec),
+    };
     // Subscribe before answering the upgrade: everything published once the
     // client sees the handshake complete reaches it.
     let events = state.events.subscribe();
     let shutdown = state.shutdown.clone();
+    let key = state.keys.clone().map(|keys| (keys, caller.key_id().to_owned()));
     Ok(upgrade
+        .protocols([WS_PROTOCOL])
         .max_frame_size(MAX_INCOMING_BYTES)
         .max_message_size(MAX_INCOMING_BYTES)
-        .on_upgrade(move |socket| forward_events(socket, events, filter, shutdown)))
+        .on_upgrade(move |socket| forward_events(socket, events, filter, key, shutdown)))
 }
 
 async fn forward_events(
     socket: WebSocket,
     mut events: tokio::sync::broadcast::Receiver<std::sync::Arc<crate::events::PublishedEvent>>,
-    filter: Option<ProjectId>,
+    mut filter: EventFilter,
+    key: Option<(Keys, KeyId)>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let (mut sink, mut incoming) = socket.split();
+    let mut recheck = tokio::time::interval(KEY_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let message = tokio::select! {
             event = events.recv() => match event {
                 Ok(event) => {
-                    if filter.is_some() && event.project_id.is_some() && event.project_id != filter {
+                    if !filter.admits(event.project_id) {
                         continue;
                     }
                     Message::Text(event.json.clone())
@@ -84,6 +123,25 @@ async fn forward_events(
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                 Some(Ok(_)) => continue,
             },
+            _ = recheck.tick(), if key.is_some() => {
+                let Some((keys, id)) = &key else { continue };
+                match keys.still_valid(id).await {
+                    Ok(Some(current)) => {
+                        if filter.scope.is_some() {
+                            filter.scope = Some(current.info.projects.clone());
+                        }
+                        continue;
+                    }
+                    Ok(None) => {
+                        tracing::info!(key_id = %id, "closing a WebSocket whose key was revoked or expired");
+                        let frame = CloseFrame { code: close_code::POLICY, reason: "API key revoked or expired".into() };
+                        let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+                        break;
+                    }
+                    // Storage trouble is no reason to drop a dashboard; try again later.
+                    Err(_) => continue,
+                }
+            }
             () = shutdown.cancelled() => {
                 let frame = CloseFrame { code: close_code::AWAY, reason: "server shutting down".into() };
                 let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;

@@ -35,9 +35,11 @@ impl ProjectService {
         Self { db, events }
     }
 
-    pub async fn create(&self, new: NewProject) -> Result<StoredProject, AppError> {
+    /// Creates a project; an `owner` key (a member's) gets it added to its
+    /// projects in the same write.
+    pub async fn create(&self, new: NewProject, owner: Option<&str>) -> Result<StoredProject, AppError> {
         let project = new.into_project(Utc::now())?;
-        let stored = self.db.insert_project(&project).await?;
+        let stored = self.db.insert_project(&project, owner).await?;
         self.events.publish(&Event::ProjectCreated(project));
         Ok(stored)
     }
@@ -49,9 +51,15 @@ impl ProjectService {
             .ok_or_else(|| AppError::not_found("project", id))
     }
 
-    /// Up to `limit` projects after the `after` cursor, oldest first.
-    pub async fn list(&self, after: Option<ProjectId>, limit: usize) -> Result<ProjectPage, AppError> {
-        let mut items = self.db.list_projects(after, limit + 1).await?;
+    /// Up to `limit` projects after the `after` cursor, oldest first; with
+    /// `within`, only those.
+    pub async fn list(
+        &self,
+        after: Option<ProjectId>,
+        limit: usize,
+        within: Option<&[ProjectId]>,
+    ) -> Result<ProjectPage, AppError> {
+        let mut items = self.db.list_projects(after, limit + 1, within).await?;
         let next_cursor = super::page::cut(&mut items, limit, |p| p.project.id);
         Ok(ProjectPage { items, next_cursor })
     }

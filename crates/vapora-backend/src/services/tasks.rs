@@ -344,7 +344,7 @@ mod tests {
     async fn a_create_whose_caller_gives_up_is_still_stored_announced_and_queued() {
         let db = Database::connect("mem://").await.unwrap();
         let project = new_project().into_project(Utc::now()).unwrap();
-        db.insert_project(&project).await.unwrap();
+        db.insert_project(&project, None).await.unwrap();
         let queue = SharedTaskQueue::new(16);
         let events = EventBus::new(16);
         let mut announced = events.subscribe();

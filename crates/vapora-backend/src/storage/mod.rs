@@ -6,6 +6,7 @@
 //! below is defined (idempotently) at every start so that a bad write is
 //! refused by the database, not discovered later by a reader.
 
+mod api_keys;
 mod budgets;
 mod codec;
 mod dead_letters;
@@ -117,6 +118,18 @@ DEFINE FIELD OVERWRITE role ON dead_letter TYPE string;
 DEFINE FIELD OVERWRITE deliveries ON dead_letter TYPE int;
 DEFINE FIELD OVERWRITE stream_seq ON dead_letter TYPE int;
 DEFINE FIELD OVERWRITE at ON dead_letter TYPE string;
+
+-- API keys (see `auth::keys`), keyed by their public id: the HMAC of the
+-- secret, never the secret.
+DEFINE TABLE OVERWRITE api_key SCHEMAFULL;
+DEFINE FIELD OVERWRITE name ON api_key TYPE string;
+DEFINE FIELD OVERWRITE role ON api_key TYPE string ASSERT $value IN ['admin', 'member', 'viewer'];
+DEFINE FIELD OVERWRITE projects ON api_key TYPE array<string> DEFAULT [];
+DEFINE FIELD OVERWRITE hash ON api_key TYPE string;
+DEFINE FIELD OVERWRITE created_at ON api_key TYPE string;
+DEFINE FIELD OVERWRITE last_used_at ON api_key TYPE option<string>;
+DEFINE FIELD OVERWRITE expires_at ON api_key TYPE option<string>;
+DEFINE FIELD OVERWRITE revoked_at ON api_key TYPE option<string>;
 
 -- Spend per LLM budget in its current period, keyed by budget key.
 DEFINE TABLE OVERWRITE budget_spend SCHEMAFULL;

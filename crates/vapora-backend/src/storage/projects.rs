@@ -47,16 +47,33 @@ pub enum ProjectDelete {
 }
 
 impl Database {
-    pub async fn insert_project(&self, project: &Project) -> Result<StoredProject, StorageError> {
+    /// Stores a new project; with an `owner` key, adds the project to that
+    /// key's list in the same transaction, so a member never creates a
+    /// project it cannot see.
+    pub async fn insert_project(&self, project: &Project, owner: Option<&str>) -> Result<StoredProject, StorageError> {
         let stored = StoredProject {
             project: project.clone(),
             rev: 1,
         };
-        self.execute(
-            "CREATE type::record('project', $id) CONTENT $content RETURN NONE",
-            json!({ "id": project.id, "content": to_content(&stored)? }),
-        )
-        .await?;
+        let vars = json!({ "id": project.id, "content": to_content(&stored)?, "owner": owner });
+        match owner {
+            None => {
+                self.execute("CREATE type::record('project', $id) CONTENT $content RETURN NONE", vars)
+                    .await?
+            }
+            Some(_) => {
+                let sql = "BEGIN TRANSACTION;
+                    CREATE type::record('project', $id) CONTENT $content RETURN NONE;
+                    UPDATE type::record('api_key', $owner)
+                        SET projects = array::union(projects, [<string> $id]) RETURN NONE;
+                    COMMIT TRANSACTION;";
+                match self.transact(sql, vars).await? {
+                    Transaction::Committed => {}
+                    // The query throws nothing of its own.
+                    Transaction::Conflict | Transaction::Thrown(_) => return Err(StorageError::Conflict),
+                }
+            }
+        }
         Ok(stored)
     }
 
@@ -68,19 +85,26 @@ impl Database {
 
     /// Up to `limit` projects created after `after` (ids are time-ordered),
     /// oldest first.
+    /// With `within`, only those projects (read by id, not by a scan).
     pub async fn list_projects(
         &self,
         after: Option<ProjectId>,
         limit: usize,
+        within: Option<&[ProjectId]>,
     ) -> Result<Vec<StoredProject>, StorageError> {
         let condition = if after.is_some() {
             "WHERE id > type::record('project', $after)"
         } else {
             ""
         };
-        let sql = format!("SELECT {COLUMNS} FROM project {condition} ORDER BY id LIMIT $limit");
+        let source = if within.is_some() {
+            "array::map($within, |$p| type::record('project', $p))"
+        } else {
+            "project"
+        };
+        let sql = format!("SELECT {COLUMNS} FROM {source} {condition} ORDER BY id LIMIT $limit");
         let rows = self
-            .fetch_all(&sql, json!({ "after": after, "limit": limit }))
+            .fetch_all(&sql, json!({ "after": after, "limit": limit, "within": within }))
             .await?;
         rows.into_iter().map(from_record).collect()
     }

@@ -65,6 +65,8 @@ impl TaskWrite {
 #[derive(Debug, Clone, Default)]
 pub struct TaskFilter {
     pub project_id: Option<ProjectId>,
+    /// Only tasks of these projects: the caller's scope.
+    pub within: Option<Vec<ProjectId>>,
     pub status: Option<TaskStatus>,
     pub role: Option<Role>,
     /// Only tasks created after this one (ids are time-ordered).
@@ -234,6 +236,9 @@ impl Database {
         if filter.project_id.is_some() {
             conditions.push("project_id = $project_id");
         }
+        if filter.within.is_some() {
+            conditions.push("project_id IN $within");
+        }
         if filter.status.is_some() {
             conditions.push("status = $status");
         }
@@ -259,6 +264,7 @@ impl Database {
         let sql = format!("SELECT {TASK_COLUMNS} FROM task {hint} {where_clause} ORDER BY id LIMIT $limit");
         let vars = json!({
             "project_id": filter.project_id,
+            "within": filter.within,
             "status": filter.status,
             "role": filter.role,
             "after": filter.after,
@@ -286,7 +292,7 @@ pub(super) mod tests {
     pub(in crate::storage) async fn setup() -> (Database, impl Fn() -> Task) {
         let db = Database::connect("mem://").await.unwrap();
         let project = new_project().into_project(Utc::now()).unwrap();
-        db.insert_project(&project).await.unwrap();
+        db.insert_project(&project, None).await.unwrap();
         let queued_task = move || {
             let mut task = new_task(project.id).into_task(Utc::now()).unwrap();
             task.status = TaskStatus::Queued;

@@ -6,7 +6,6 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::support::{TestApp, spawn_app};
 
@@ -117,13 +116,12 @@ async fn board_columns_and_histories_are_paged() {
 #[tokio::test]
 async fn a_huge_websocket_message_is_refused_before_it_is_buffered() {
     let app = spawn_app().await;
-    let tcp = TcpStream::connect(app.addr).await.unwrap();
-    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{}/api/v1/ws", app.addr), tcp)
-        .await
-        .expect("websocket handshake");
+    let mut ws = app.websocket("").await.ws;
     // The first of twelve 4 MiB fragments of a 48 MiB binary message (each
     // under the library's default frame limit): the header, then 64 KiB.
-    let stream = ws.get_mut();
+    let tokio_tungstenite::MaybeTlsStream::Plain(stream) = ws.get_mut() else {
+        panic!("a plain TCP connection")
+    };
     let mut header = vec![0x02, 0x80 | 127];
     header.extend_from_slice(&(4u64 * 1024 * 1024).to_be_bytes());
     header.extend_from_slice(&[0, 0, 0, 0]); // masking key

@@ -2,6 +2,7 @@
 //! embedded SurrealDB and a real local server speaking the OpenAI protocol.
 //! One test binary (modules below) so the heavy link happens once.
 
+mod access;
 mod bad_input;
 mod bounds;
 mod concurrency;

@@ -12,7 +12,9 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub use vapora_agents::testing::eventually;
+use secrecy::ExposeSecret;
 use vapora_backend::api::AppState;
+use vapora_backend::auth::PresentedKey;
 use vapora_backend::startup::StartupError;
 use vapora_backend::{Application, Settings};
 use vapora_llm_router::testing::{FakeProvider, Script};
@@ -23,10 +25,12 @@ pub const PRICING: Pricing = Pricing {
     output_per_mtok: 2.0,
 };
 
-/// Settings for a test app: free port, in-memory database, the fake LLM.
+/// Settings for a test app: free port, in-memory database, the fake LLM,
+/// and a fresh admin key of its own.
 pub fn test_settings(llm: &FakeProvider) -> Settings {
     Settings {
         port: 0,
+        admin_key: Some(PresentedKey::generate().reveal()),
         database_url: "mem://".into(),
         workers_per_role: 1,
         shutdown_grace: Duration::from_secs(1),
@@ -48,7 +52,9 @@ pub fn test_settings(llm: &FakeProvider) -> Settings {
 /// A running backend plus the fake LLM it talks to.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Sends the admin key with every request.
     pub http: reqwest::Client,
+    pub admin_key: String,
     pub state: AppState,
     pub llm: FakeProvider,
     stop: Option<oneshot::Sender<()>>,
@@ -63,7 +69,34 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(llm: FakeProvider, settings: Settings) -> TestApp {
-    let app = build_when_unlocked(settings).await;
+    let admin_key = admin_key_of(&settings);
+    serve(build_when_unlocked(settings).await, llm, admin_key)
+}
+
+/// Another replica of `app`: its own server and fake LLM, the same
+/// database and admin key (as replicas sharing a SurrealDB server).
+pub async fn spawn_replica(app: &TestApp) -> TestApp {
+    let llm = FakeProvider::start(Script::default()).await;
+    let settings = Settings {
+        admin_key: Some(app.admin_key.clone().into()),
+        ..test_settings(&llm)
+    };
+    let replica = Application::build_on(settings, app.state.db.clone())
+        .await
+        .expect("replica builds");
+    serve(replica, llm, app.admin_key.clone())
+}
+
+fn admin_key_of(settings: &Settings) -> String {
+    settings
+        .admin_key
+        .as_ref()
+        .expect("test settings name an admin key")
+        .expose_secret()
+        .to_owned()
+}
+
+fn serve(app: Application, llm: FakeProvider, admin_key: String) -> TestApp {
     let addr = app.local_addr();
     let state = app.state().clone();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -72,7 +105,8 @@ pub async fn spawn_app_with(llm: FakeProvider, settings: Settings) -> TestApp {
     }));
     TestApp {
         addr,
-        http: reqwest::Client::new(),
+        http: client_with_key(&admin_key),
+        admin_key,
         state,
         llm,
         stop: Some(stop),
@@ -129,30 +163,47 @@ impl TestApp {
         self.llm
     }
 
+    /// The API as the admin.
+    pub fn api(&self) -> ApiClient {
+        ApiClient {
+            http: self.http.clone(),
+            base: self.url(""),
+        }
+    }
+
+    /// The API as the holder of `key`.
+    pub fn api_as(&self, key: &str) -> ApiClient {
+        ApiClient {
+            http: client_with_key(key),
+            base: self.url(""),
+        }
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("request sent");
-        decode(response).await
+        self.api().send(reqwest::Method::POST, path, Some(body)).await
     }
 
     pub async fn patch(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .patch(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("request sent");
-        decode(response).await
+        self.api().send(reqwest::Method::PATCH, path, Some(body)).await
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        decode(self.http.get(self.url(path)).send().await.expect("request sent")).await
+        self.api().send(reqwest::Method::GET, path, None).await
+    }
+
+    /// Issues a key as the admin; returns the key text and its id.
+    pub async fn issue_key(&self, role: &str, projects: &[&Value]) -> (String, String) {
+        let (status, body) = self
+            .post(
+                "/api/v1/keys",
+                &json!({ "name": format!("{role} key"), "role": role, "projects": projects }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (
+            body["key"].as_str().unwrap().to_owned(),
+            body["id"].as_str().unwrap().to_owned(),
+        )
     }
 
     pub async fn create_project(&self, name: &str) -> Value {
@@ -239,12 +290,69 @@ impl TestApp {
         page["items"].as_array().map_or(0, Vec::len)
     }
 
+    /// A WebSocket client with the admin key.
     pub async fn websocket(&self, query: &str) -> WsClient {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/v1/ws{query}", self.addr))
+        self.websocket_with_key(query, &self.admin_key)
             .await
-            .expect("websocket handshake");
-        WsClient { ws }
+            .expect("websocket handshake")
     }
+
+    /// A WebSocket client offering `key` as a subprotocol, as browsers do.
+    pub async fn websocket_with_key(
+        &self,
+        query: &str,
+        key: &str,
+    ) -> Result<WsClient, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://{}/api/v1/ws{query}", self.addr)
+            .into_client_request()
+            .expect("a valid URL");
+        let protocols = format!("vapora.v1, {key}").parse().expect("a valid header");
+        request.headers_mut().insert("sec-websocket-protocol", protocols);
+        let (ws, response) = tokio_tungstenite::connect_async(request).await?;
+        assert_eq!(
+            response.headers()["sec-websocket-protocol"],
+            "vapora.v1",
+            "the server selects the protocol and never echoes the key"
+        );
+        Ok(WsClient { ws })
+    }
+}
+
+/// Requests with one client's key.
+#[derive(Clone)]
+pub struct ApiClient {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+impl ApiClient {
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        decode(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+}
+
+/// An HTTP client that sends `key` as its bearer token.
+pub fn client_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {key}").parse().expect("a key is a valid header value");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client builds")
 }
 
 pub async fn decode(response: reqwest::Response) -> (StatusCode, Value) {

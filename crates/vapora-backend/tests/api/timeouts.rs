@@ -93,7 +93,8 @@ async fn a_trickled_body_is_answered_408_after_the_request_timeout() {
     let app = spawn_strict_app().await;
     let body = json!({ "name": "x".repeat(80) }).to_string();
     let head = format!(
-        "POST /api/v1/projects HTTP/1.1\r\nHost: vapora\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST /api/v1/projects HTTP/1.1\r\nHost: vapora\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        app.admin_key,
         body.len()
     );
     let started = Instant::now();

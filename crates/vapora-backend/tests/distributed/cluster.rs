@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 pub use vapora_agents::testing::eventually;
 use vapora_agents::testing::{NatsServer, workspace_binary};
+use vapora_backend::auth::PresentedKey;
 use vapora_llm_router::testing::{FakeProvider, Script};
 
 /// Delivery settings short enough for tests: a silent worker's attempt is
@@ -28,7 +30,10 @@ pub struct Cluster {
     pub llm: FakeProvider,
     pub backends: Vec<Backend>,
     pub agents: HashMap<String, Agent>,
+    /// Sends [`Self::admin_key`] with every request.
     pub http: reqwest::Client,
+    /// Every backend of the cluster registers it (`VAPORA_ADMIN_KEY`).
+    pub admin_key: String,
     dir: tempfile::TempDir,
 }
 
@@ -46,6 +51,12 @@ pub struct Agent {
 impl Cluster {
     /// nats-server and the fake LLM; add backends and agents next.
     pub async fn start(llm_script: Script) -> Self {
+        let admin_key = PresentedKey::generate().reveal().expose_secret().to_owned();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {admin_key}").parse().unwrap(),
+        );
         Self {
             nats: NatsServer::start().await,
             llm: FakeProvider::start(llm_script).await,
@@ -53,8 +64,10 @@ impl Cluster {
             agents: HashMap::new(),
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(64)
+                .default_headers(headers)
                 .build()
                 .unwrap(),
+            admin_key,
             dir: tempfile::tempdir().unwrap(),
         }
     }
@@ -93,6 +106,7 @@ impl Cluster {
             .envs(self.common_env())
             .env("VAPORA_PORT", "0")
             .env("VAPORA_DATABASE_URL", database_url)
+            .env("VAPORA_ADMIN_KEY", &self.admin_key)
             .env("VAPORA_QUEUE_CAPACITY", "20000")
             .env("VAPORA_SHUTDOWN_GRACE_SECS", "2")
             .env("RUST_LOG", "info,surrealdb=warn,surrealkv=warn,async_nats=warn");

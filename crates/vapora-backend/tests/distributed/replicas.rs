@@ -25,6 +25,7 @@ async fn replica(cluster: &Cluster, db: Database) -> (String, oneshot::Sender<()
         "VAPORA_NATS_URL" => Some(cluster.nats.url().to_owned()),
         "VAPORA_NATS_ACK_WAIT_SECS" => Some(ACK_WAIT_SECS.into()),
         "VAPORA_NATS_MAX_DELIVER" => Some(MAX_DELIVER.into()),
+        "VAPORA_ADMIN_KEY" => Some(cluster.admin_key.clone()),
         _ => None,
     })
     .unwrap();
@@ -38,9 +39,15 @@ async fn replica(cluster: &Cluster, db: Database) -> (String, oneshot::Sender<()
 }
 
 /// Collects `task.created` and `task.updated`-to-done ids from a WebSocket.
-async fn watch(url: &str) -> tokio::task::JoinHandle<(HashSet<String>, HashSet<String>)> {
-    let ws_url = format!("{}/api/v1/ws", url.replacen("http", "ws", 1));
-    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+async fn watch(url: &str, key: &str) -> tokio::task::JoinHandle<(HashSet<String>, HashSet<String>)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("{}/api/v1/ws", url.replacen("http", "ws", 1))
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     tokio::spawn(async move {
         let (mut created, mut done) = (HashSet::new(), HashSet::new());
         while done.len() < 40 {
@@ -73,11 +80,10 @@ async fn two_replicas_serve_the_api_and_stream_every_event() {
     let (url_a, _stop_a) = replica(&cluster, db.clone()).await;
     let (url_b, _stop_b) = replica(&cluster, db).await;
     cluster.start_agent("agent-a", "developer,tester", 4).await;
-    let watch_a = watch(&url_a).await;
-    let watch_b = watch(&url_b).await;
+    let watch_a = watch(&url_a, &cluster.admin_key).await;
+    let watch_b = watch(&url_b, &cluster.admin_key).await;
 
-    let http = reqwest::Client::new();
-    let (api_a, api_b) = (Api::at(&http, &url_a), Api::at(&http, &url_b));
+    let (api_a, api_b) = (Api::at(&cluster.http, &url_a), Api::at(&cluster.http, &url_b));
     let project = api_a.create_project().await;
     let mut ids = HashSet::new();
     for i in 0..40 {
