@@ -16,6 +16,8 @@ rss_mb() { awk '/VmRSS/ {printf "%d", $2/1024}' "/proc/$1/status"; }
 target/release/examples/fake_upstream > "$WORK/upstream.url" &
 for _ in $(seq 50); do [ -s "$WORK/upstream.url" ] && break; sleep 0.1; done
 UPSTREAM=$(cat "$WORK/upstream.url")
+export VAPORA_BENCH_GATEWAY_KEY="vgk_$(head -c32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+KEY_HASH="sha256:$(printf %s "$VAPORA_BENCH_GATEWAY_KEY" | sha256sum | cut -d' ' -f1)"
 cat > "$WORK/llm.toml" <<TOML
 [providers.fake]
 kind = "openai"
@@ -29,6 +31,8 @@ targets = ["fake/m"]
 [budgets."role:default"]
 limit_usd = 1000000.0
 period = "daily"
+[gateway.keys.bench]
+hash = "$KEY_HASH"
 TOML
 VAPORA_LLM_CONFIG="$WORK/llm.toml" VAPORA_GATEWAY_ADDR=127.0.0.1:18003 \
   VAPORA_GATEWAY_BUDGET_FILE="$WORK/budgets.json" RUST_LOG=warn target/release/vapora-llm-gateway &
@@ -66,8 +70,9 @@ echo
 echo "| path | req/s | p50 | p99 |"
 echo "|---|---|---|---|"
 summ() { awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} END {printf "%s | %s | %s", rps, p50, p99}'; }
-DW=$(wrk -t2 -c64 -d10s --latency -s bench/chat.lua "$DIRECT" | summ)
-GW=$(wrk -t2 -c64 -d10s --latency -s bench/chat.lua "$VIA" | summ)
+AUTH="Authorization: Bearer $VAPORA_BENCH_GATEWAY_KEY"
+DW=$(wrk -t2 -c64 -d10s --latency -H "$AUTH" -s bench/chat.lua "$DIRECT" | summ)
+GW=$(wrk -t2 -c64 -d10s --latency -H "$AUTH" -s bench/chat.lua "$VIA" | summ)
 echo "| direct to the fake upstream | $DW |"
 echo "| through the gateway | $GW |"
 echo

@@ -3,7 +3,9 @@
 Started by scripts/test with the gateway binary already built. Prints a
 closing 'N passed, N failed' line and exits non-zero on any failure.
 """
+import hashlib
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -26,7 +28,13 @@ targets = ["echo/echo-1"]
 [budgets."role:default"]
 limit_usd = 100.0
 period = "daily"
+
+[gateway.keys.python]
+hash = "{hash}"
 """
+
+# The gateway knows only this key's hash; the SDK sends it as `Authorization: Bearer`.
+KEY = "vgk_" + secrets.token_hex(32)
 
 
 def free_port():
@@ -39,7 +47,7 @@ def start_gateway(workdir):
     port = free_port()
     config = os.path.join(workdir, "llm.toml")
     with open(config, "w") as f:
-        f.write(CONFIG)
+        f.write(CONFIG.replace("{hash}", "sha256:" + hashlib.sha256(KEY.encode()).hexdigest()))
     env = dict(os.environ, VAPORA_LLM_CONFIG=config, VAPORA_GATEWAY_ADDR=f"127.0.0.1:{port}",
                VAPORA_GATEWAY_BUDGET_FILE=os.path.join(workdir, "budgets.json"), RUST_LOG="warn")
     proc = subprocess.Popen([GATEWAY], env=env)
@@ -86,6 +94,17 @@ def test_concrete_provider_model_and_models_list(client):
     assert "default" in ids and "echo/echo-1" in ids, ids
 
 
+def test_a_wrong_key_is_refused(client):
+    wrong = openai.OpenAI(base_url=str(client.base_url), api_key="vgk_wrong", max_retries=0)
+    try:
+        wrong.chat.completions.create(model="default", messages=[{"role": "user", "content": "x"}])
+    except openai.AuthenticationError as e:
+        assert e.status_code == 401
+        assert e.code == "invalid_api_key", e.code
+    else:
+        raise AssertionError("a wrong key was accepted")
+
+
 def test_errors_are_typed(client):
     try:
         client.chat.completions.create(model="no-such-route", messages=[{"role": "user", "content": "x"}])
@@ -106,8 +125,8 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         proc, port = start_gateway(workdir)
         try:
-            client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="not-needed", max_retries=0)
-            for test in [test_non_streaming, test_streaming, test_concrete_provider_model_and_models_list, test_errors_are_typed]:
+            client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, max_retries=0)
+            for test in [test_non_streaming, test_streaming, test_concrete_provider_model_and_models_list, test_a_wrong_key_is_refused, test_errors_are_typed]:
                 try:
                     test(client)
                     print(f"test {test.__name__} ... ok")

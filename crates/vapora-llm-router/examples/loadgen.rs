@@ -5,6 +5,7 @@
 //! not earlier ones finished, so a slow server shows up as latency instead
 //! of silently lowering the rate. Prints one line:
 //! `sent=N ok=N errors=N rate=R/s p50_us=.. p90_us=.. p99_us=.. max_us=..`.
+//! `VAPORA_BENCH_GATEWAY_KEY` is sent as the bearer token.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,17 +28,20 @@ async fn main() {
         .expect("client");
 
     let total = rate * seconds;
+    let key = std::env::var("VAPORA_BENCH_GATEWAY_KEY").unwrap_or_default();
     let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
     let start = Instant::now();
     let mut handles = Vec::with_capacity(total as usize);
     for i in 0..total {
         tokio::time::sleep_until((start + interval * i as u32).into()).await;
-        let (http, url, body) = (http.clone(), url.clone(), body.clone());
+        let (http, url, body, key) = (http.clone(), url.clone(), body.clone(), key.clone());
         handles.push(tokio::spawn(async move {
             let sent = Instant::now();
             let ok = match http
                 .post(&url)
                 .header("content-type", "application/json")
+                // The gateway's key; the fake upstream ignores it.
+                .bearer_auth(&key)
                 .body(body.to_vec())
                 .send()
                 .await

@@ -150,6 +150,7 @@ impl ProviderConfig {
             routes: BTreeMap::from([("default".to_owned(), route)]),
             budgets: Default::default(),
             direct: RouteTimings::default(),
+            gateway: Default::default(),
         }
     }
 }

@@ -30,10 +30,10 @@
 //! on_exhausted = { action = "downgrade", route = "cheap" }   # or { action = "reject" }
 //! ```
 //!
-//! A per-caller budget is configured as `[budgets."api_key:VALUE"]`, VALUE
-//! being what the caller sends in `x-vapora-api-key`; it is listed,
-//! persisted and reported as `api_key:` and the first 16 hex digits of the
-//! SHA-256 of VALUE, never as VALUE itself.
+//! A gateway key's budget is configured as `[budgets."api_key:NAME"]`, NAME
+//! being the key's name under `[gateway.keys]` (see `gateway::keys`); it is
+//! listed, persisted and reported as `api_key:` and the first 16 hex digits
+//! of the SHA-256 of NAME.
 //!
 //! Any value can be overridden from the environment with
 //! `VAPORA_LLM__<path>` where `__` separates the keys, e.g.
@@ -80,6 +80,9 @@ pub struct RouterConfig {
     /// Timeouts and retries for requests that name a `provider/model`.
     #[serde(default)]
     pub direct: RouteTimings,
+    /// Keys and limits of the HTTP gateway (`vapora-llm-gateway`).
+    #[serde(default)]
+    pub gateway: crate::gateway::GatewaySection,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -192,6 +195,11 @@ impl RouteTimings {
 }
 
 impl RouterConfig {
+    /// The gateway's keys, as configured under `[gateway.keys]`.
+    pub fn gateway_keys(&self) -> Result<crate::gateway::GatewayKeys, crate::gateway::keys::BadKeyHash> {
+        crate::gateway::GatewayKeys::from_config(&self.gateway)
+    }
+
     /// Parses a config file's text, then applies `VAPORA_LLM__*` overrides
     /// found through `env` (pass the process environment's variables).
     pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, LlmError> {

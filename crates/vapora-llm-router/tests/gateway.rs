@@ -6,15 +6,34 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use vapora_llm_router::RouterConfig;
 use vapora_llm_router::budget_store::MemoryBudgetStore;
+use vapora_llm_router::gateway::keys::hash_key;
 use vapora_llm_router::testing::{FakeProvider, Script};
+
+/// The key every test client sends, configured by its hash.
+const KEY: &str = "vgk_test-key-0123456789abcdef";
 
 struct Gateway {
     url: String,
+    /// Sends [`KEY`].
     http: reqwest::Client,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
+fn client_with(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 async fn gateway(primary: &FakeProvider, backup: &FakeProvider) -> Gateway {
+    gateway_with(primary, backup, "").await
+}
+
+/// The test gateway with `extra` TOML appended to its configuration.
+async fn gateway_with(primary: &FakeProvider, backup: &FakeProvider, extra: &str) -> Gateway {
     let toml = format!(
         r#"
         [providers.primary]
@@ -34,24 +53,29 @@ async fn gateway(primary: &FakeProvider, backup: &FakeProvider) -> Gateway {
         [budgets."role:developer"]
         limit_usd = 10.0
         period = "daily"
+        [gateway.keys.tester]
+        hash = "{}"
+        {extra}
         "#,
         primary.base_url(),
-        backup.base_url()
+        backup.base_url(),
+        hash_key(KEY),
     );
-    let router = RouterConfig::parse(&toml, [])
-        .unwrap()
+    let config = RouterConfig::parse(&toml, []).unwrap();
+    let keys = config.gateway_keys().unwrap();
+    let router = config
         .build(Arc::new(MemoryBudgetStore::default()))
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(vapora_llm_router::gateway::serve(listener, router, async {
+    tokio::spawn(vapora_llm_router::gateway::serve(listener, router, keys, async {
         let _ = stopped.await;
     }));
     Gateway {
         url,
-        http: reqwest::Client::new(),
+        http: client_with(KEY),
         _stop: stop,
     }
 }
@@ -340,5 +364,88 @@ async fn huge_upstream_usage_is_answered_not_a_panic() {
         payloads.last().map(String::as_str),
         Some("[DONE]"),
         "{payloads:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_without_a_configured_key_gets_openais_401() {
+    let (p, b) = (
+        FakeProvider::start(Script::default()).await,
+        FakeProvider::start(Script::default()).await,
+    );
+    let g = gateway(&p, &b).await;
+    for (who, client) in [
+        ("no key", reqwest::Client::new()),
+        ("a wrong key", client_with("vgk_wrong")),
+        ("the key's hash", client_with(&hash_key(KEY))),
+    ] {
+        for (method, path) in [
+            (reqwest::Method::POST, "/v1/chat/completions"),
+            (reqwest::Method::GET, "/v1/models"),
+            (reqwest::Method::GET, "/api/v1/budgets"),
+        ] {
+            let response = client
+                .request(method, format!("{}{path}", g.url))
+                .json(&body("default", false))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 401, "{path} with {who}");
+            let error: Value = response.json().await.unwrap();
+            assert_eq!(error["error"]["code"], "invalid_api_key", "{error}");
+            assert_eq!(error["error"]["type"], "invalid_request_error", "{error}");
+        }
+    }
+    assert!(p.requests().is_empty(), "nothing reached the upstream");
+    // The probes need no key.
+    for path in ["/health", "/metrics"] {
+        let response = reqwest::get(format!("{}{path}", g.url)).await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_key_over_its_requests_per_minute_gets_429_with_retry_after() {
+    let (p, b) = (
+        FakeProvider::start(Script::default()).await,
+        FakeProvider::start(Script::default()).await,
+    );
+    let g = gateway_with(&p, &b, "requests_per_minute = 2").await;
+    assert_eq!(g.chat(body("default", false)).await.status(), 200);
+    assert_eq!(g.chat(body("default", false)).await.status(), 200);
+    let refused = g.chat(body("default", false)).await;
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&retry_after), "{retry_after}");
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "rate_limit_exceeded", "{error}");
+    assert_eq!(p.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn tokens_per_minute_meter_what_a_request_may_use() {
+    let (p, b) = (
+        FakeProvider::start(Script::default()).await,
+        FakeProvider::start(Script::default()).await,
+    );
+    let g = gateway_with(&p, &b, "tokens_per_minute = 1000").await;
+    let mut asks_600 = body("default", false);
+    asks_600["max_tokens"] = json!(600);
+    assert_eq!(g.chat(asks_600.clone()).await.status(), 200);
+    assert_eq!(
+        g.chat(asks_600).await.status(),
+        429,
+        "600 more do not fit in the minute"
+    );
+    let mut too_big = body("default", false);
+    too_big["max_tokens"] = json!(5000);
+    assert_eq!(
+        g.chat(too_big).await.status(),
+        400,
+        "more than a minute's worth never fits"
     );
 }

@@ -8,10 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{build, config, request};
+use vapora_llm_router::gateway::GatewayKeys;
+use vapora_llm_router::gateway::keys::hash_key;
 use vapora_llm_router::providers::Endpoint;
 use vapora_llm_router::providers::openai::openai;
 use vapora_llm_router::testing::{FakeProvider, Script};
-use vapora_llm_router::{LlmClient, Pricing, Router};
+use vapora_llm_router::{LlmClient, Pricing, Router, RouterConfig};
 
 const SECRET: &str = "sk-live-SUPERSECRET0123456789";
 
@@ -35,13 +37,14 @@ impl Logs {
     }
 }
 
-/// Serves `router` as the gateway; returns its base URL.
-async fn serve(router: Router) -> String {
+/// Serves `router` as the gateway for `keys`; returns its base URL.
+async fn serve(router: Router, keys: GatewayKeys) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(vapora_llm_router::gateway::serve(
         listener,
         router,
+        keys,
         std::future::pending(),
     ));
     url
@@ -62,11 +65,17 @@ async fn an_upstream_error_body_reaches_no_error_response_or_log() {
     );
     let in_stream = format!("data: {{\"error\":{{\"message\":\"{SECRET}\",\"code\":\"{SECRET}\"}}}}\n\n");
     let upstream = FakeProvider::start(Script::raw(401, &[body.as_bytes()])).await;
-    let router = build(&config(
+    let caller = "vgk_leak-test";
+    let toml = config(
         &[("up", &upstream)],
-        "[routes.default]\ntargets = [\"up/m\"]\nretry = { attempts_per_target = 1 }\n",
-    ))
-    .await;
+        &format!(
+            "[routes.default]\ntargets = [\"up/m\"]\nretry = {{ attempts_per_target = 1 }}\n\
+             [gateway.keys.t]\nhash = \"{}\"\n",
+            hash_key(caller)
+        ),
+    );
+    let keys = RouterConfig::parse(&toml, []).unwrap().gateway_keys().unwrap();
+    let router = build(&toml).await;
 
     let mut seen = Vec::new();
     let err = router.complete(&request()).await.unwrap_err();
@@ -78,11 +87,12 @@ async fn an_upstream_error_body_reaches_no_error_response_or_log() {
     let streamed = router.stream(&request()).await;
     seen.push(format!("{:?}", streamed.err()));
 
-    let url = serve(router).await;
+    let url = serve(router, keys).await;
     let http = reqwest::Client::new();
     for stream in [false, true] {
         let response = http
             .post(format!("{url}/v1/chat/completions"))
+            .bearer_auth(caller)
             .json(&serde_json::json!({ "model": "default", "stream": stream, "messages": [{"role": "user", "content": "hi"}] }))
             .send()
             .await
@@ -114,25 +124,27 @@ async fn an_endpoints_debug_hides_its_api_key() {
 }
 
 #[tokio::test]
-async fn the_budget_listing_shows_a_fingerprint_not_the_callers_key() {
-    let caller_key = "sk-caller-SECRET42";
+async fn a_keys_budget_is_charged_by_the_key_and_listed_without_it() {
+    let caller_key = "vgk_caller-SECRET42";
     let upstream = FakeProvider::start(Script::default()).await;
-    let router = build(&config(
+    let toml = config(
         &[("up", &upstream)],
         &format!(
             "[routes.default]\ntargets = [\"up/m\"]\n\
-             [budgets.\"api_key:{caller_key}\"]\nlimit_usd = 10.0\nperiod = \"daily\"\n"
+             [budgets.\"api_key:team-a\"]\nlimit_usd = 10.0\nperiod = \"daily\"\n\
+             [budgets.\"api_key:{caller_key}\"]\nlimit_usd = 0.000001\nperiod = \"daily\"\n\
+             [gateway.keys.team-a]\nhash = \"{}\"\n",
+            hash_key(caller_key)
         ),
-    ))
-    .await;
-    let mut keyed = request();
-    keyed.api_key = Some(caller_key.into());
-    assert!(!format!("{keyed:?}").contains(caller_key), "{keyed:?}");
-
-    let url = serve(router).await;
+    );
+    let keys = RouterConfig::parse(&toml, []).unwrap().gateway_keys().unwrap();
+    let router = build(&toml).await;
+    let url = serve(router, keys).await;
     let http = reqwest::Client::new();
+    // A header naming another budget changes nothing: only the key counts.
     let response = http
         .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth(caller_key)
         .header("x-vapora-api-key", caller_key)
         .json(&serde_json::json!({ "model": "default", "messages": [{"role": "user", "content": "hi"}] }))
         .send()
@@ -141,6 +153,7 @@ async fn the_budget_listing_shows_a_fingerprint_not_the_callers_key() {
     assert_eq!(response.status(), 200);
     let listing = http
         .get(format!("{url}/api/v1/budgets"))
+        .bearer_auth(caller_key)
         .send()
         .await
         .unwrap()
@@ -149,13 +162,17 @@ async fn the_budget_listing_shows_a_fingerprint_not_the_callers_key() {
         .unwrap();
     assert!(!listing.contains(caller_key), "{listing}");
     let listing: serde_json::Value = serde_json::from_str(&listing).unwrap();
-    let budget = &listing["budgets"][0];
-    assert_eq!(
-        budget["key"],
-        vapora_llm_router::fingerprint::api_key_budget(caller_key)
-    );
-    assert!(
-        budget["spent_usd"].as_f64().unwrap() > 0.0,
-        "the key's budget was charged: {budget}"
-    );
+    let spent = |name: &str| {
+        let key = vapora_llm_router::fingerprint::api_key_budget(name);
+        let budget = listing["budgets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["key"] == key.as_str())
+            .unwrap_or_else(|| panic!("{key} listed: {listing}"))
+            .clone();
+        budget["spent_usd"].as_f64().unwrap()
+    };
+    assert!(spent("team-a") > 0.0, "the key's budget was charged: {listing}");
+    assert_eq!(spent(caller_key), 0.0, "the header chose nothing: {listing}");
 }

@@ -4,23 +4,68 @@
 //! `config/llm.toml`), keeps budget spend in `VAPORA_GATEWAY_BUDGET_FILE`
 //! (default `data/gateway-budgets.json`), and listens on
 //! `VAPORA_GATEWAY_ADDR` (default `127.0.0.1:8003`) until SIGINT/SIGTERM.
+//!
+//! `vapora-llm-gateway hash-key` prints the hash of a key read from stdin,
+//! for `[gateway.keys.NAME] hash`; `hash-key --generate` makes a new key and
+//! prints it with its hash.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 use vapora_llm_router::RouterConfig;
 use vapora_llm_router::budget_store::FileBudgetStore;
+use vapora_llm_router::gateway::keys::{generate_key, hash_key};
 
 // Every request allocates and frees many small buffers across threads;
 // mimalloc measurably beats glibc's allocator at that (see docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[derive(Debug, Parser)]
+#[command(version, about = "The Vapora LLM router as an OpenAI-compatible HTTP API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the hash of a key read from stdin, for `[gateway.keys.NAME] hash`.
+    HashKey {
+        /// Make a new random key instead, and print it with its hash.
+        #[arg(long)]
+        generate: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Some(Command::HashKey { generate }) => print_hash(generate),
+        None => serve(),
+    }
+}
+
+fn print_hash(generate: bool) -> anyhow::Result<()> {
+    if generate {
+        let key = generate_key();
+        println!("key:  {key}\nhash: {}", hash_key(&key));
+        return Ok(());
+    }
+    let mut key = String::new();
+    std::io::stdin()
+        .read_line(&mut key)
+        .context("reading the key from stdin")?;
+    anyhow::ensure!(!key.trim().is_empty(), "no key on stdin");
+    println!("{}", hash_key(&key));
+    Ok(())
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn serve() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
@@ -33,6 +78,12 @@ async fn main() -> anyhow::Result<()> {
     let config = RouterConfig::load(&config_path)
         .await
         .with_context(|| format!("loading {}", config_path.display()))?;
+    let keys = config.gateway_keys()?;
+    if keys.is_empty() {
+        tracing::warn!(
+            "no [gateway.keys] configured: every request will be refused (see `vapora-llm-gateway hash-key`)"
+        );
+    }
     let router = config.build(Arc::new(FileBudgetStore::new(budget_file))).await?;
     let stop = CancellationToken::new();
     let persist = tokio::spawn(router.budgets().clone().persist_until(stop.clone()));
@@ -46,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
         worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
         "vapora-llm-gateway listening"
     );
-    vapora_llm_router::gateway::serve(listener, router, shutdown_signal()).await?;
+    vapora_llm_router::gateway::serve(listener, router, keys, shutdown_signal()).await?;
     stop.cancel();
     persist.await?;
     tracing::info!("shutdown complete");

@@ -4,12 +4,15 @@
 //!   with SSE ending in `data: [DONE]`. `model` names a route (`role:developer`)
 //!   or a concrete `provider/model`. The `x-vapora-role` header names the role
 //!   charged (and, when `model` is a route-less default, the role's route);
-//!   `x-vapora-api-key` names a per-key budget.
+//!   the key that authenticated is charged its per-key budget.
 //! - `GET /v1/models` — routes and targets.
 //! - `GET /api/v1/budgets` — limit, spent, reserved and period of each budget.
-//! - `GET /metrics`, `GET /health`.
+//! - `GET /metrics`, `GET /health`: no key needed.
+//!
+//! Every other route needs a configured key (see [`keys`]).
 
 mod error;
+pub mod keys;
 mod openai_api;
 
 use std::convert::Infallible;
@@ -25,6 +28,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 pub use error::GatewayError;
+pub use keys::{GatewayKeys, GatewaySection};
 use openai_api::{ChatCompletionRequest, chunk_json, completion_json, finish_reason_of, usage_chunk_json};
 
 use crate::{LlmClient, Router, StreamEvent};
@@ -32,10 +36,16 @@ use crate::{LlmClient, Router, StreamEvent};
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub const ROLE_HEADER: &str = "x-vapora-role";
-pub const API_KEY_HEADER: &str = "x-vapora-api-key";
 
-/// The gateway's HTTP routes over `router`.
-pub fn app(router: Router) -> HttpRouter {
+/// What every handler shares: the router and who may call it.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    pub router: Router,
+    pub keys: GatewayKeys,
+}
+
+/// The gateway's HTTP routes over `router`, for callers holding `keys`.
+pub fn app(router: Router, keys: GatewayKeys) -> HttpRouter {
     HttpRouter::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
@@ -50,7 +60,7 @@ pub fn app(router: Router) -> HttpRouter {
             }
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(router)
+        .with_state(Gateway { router, keys })
 }
 
 /// A JSON body, rejected as an OpenAI-style error.
@@ -98,19 +108,18 @@ fn now_secs() -> u64 {
 }
 
 async fn chat_completions(
-    State(router): State<Router>,
+    State(Gateway { router, keys }): State<Gateway>,
     headers: HeaderMap,
     OpenAiJson(body): OpenAiJson,
 ) -> Result<Response, GatewayError> {
     let received = Instant::now();
+    let caller = keys.authenticate(&headers)?;
     let stream = body.stream;
     let include_usage = body.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let request = body
-        .into_chat_request(
-            header_value(&headers, ROLE_HEADER),
-            header_value(&headers, API_KEY_HEADER),
-        )
+        .into_chat_request(header_value(&headers, ROLE_HEADER), Some(caller.name.clone()))
         .map_err(|(message, param)| GatewayError::invalid(message, Some(param)))?;
+    caller.admit(tokens_requested(&request, router.default_max_tokens()))?;
     let id = format!("chatcmpl-{:x}{:016x}", now_secs(), rand_u64());
     let created = now_secs();
     if !stream {
@@ -169,6 +178,14 @@ async fn chat_completions(
         .expect("valid response"))
 }
 
+/// The tokens a request may use: its prompt at about four characters a
+/// token, and the most it may be answered.
+fn tokens_requested(request: &crate::ChatRequest, default_max_tokens: u32) -> u32 {
+    let prompt_chars: usize = request.messages.iter().map(|m| m.content.len()).sum();
+    let prompt = u32::try_from(prompt_chars.div_ceil(4)).unwrap_or(u32::MAX);
+    prompt.saturating_add(request.max_tokens.unwrap_or(default_max_tokens))
+}
+
 /// A pseudo-random number for completion ids.
 fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -217,7 +234,11 @@ impl FrameSender {
     }
 }
 
-async fn models(State(router): State<Router>) -> Json<Value> {
+async fn models(
+    State(Gateway { router, keys }): State<Gateway>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, GatewayError> {
+    keys.authenticate(&headers)?;
     let mut data: Vec<Value> = router
         .routes()
         .iter()
@@ -236,14 +257,18 @@ async fn models(State(router): State<Router>) -> Json<Value> {
         let pricing = router.provider(&t.provider).and_then(|p| p.models.get(&t.model).copied()).unwrap_or_default();
         json!({ "id": t.to_string(), "object": "model", "created": 0, "owned_by": t.provider, "pricing": pricing })
     }));
-    Json(json!({ "object": "list", "data": data }))
+    Ok(Json(json!({ "object": "list", "data": data })))
 }
 
-async fn budgets(State(router): State<Router>) -> Json<Value> {
-    Json(json!({ "budgets": router.budgets().statuses() }))
+async fn budgets(
+    State(Gateway { router, keys }): State<Gateway>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, GatewayError> {
+    keys.authenticate(&headers)?;
+    Ok(Json(json!({ "budgets": router.budgets().statuses() })))
 }
 
-async fn metrics(State(router): State<Router>) -> impl IntoResponse {
+async fn metrics(State(Gateway { router, .. }): State<Gateway>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         router.metrics().render(),
@@ -254,9 +279,10 @@ async fn metrics(State(router): State<Router>) -> impl IntoResponse {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    keys: GatewayKeys,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(router))
+    axum::serve(listener, app(router, keys))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -123,6 +123,11 @@ impl Router {
         })
     }
 
+    /// What a request that sets no `max_tokens` is sent and reserved.
+    pub fn default_max_tokens(&self) -> u32 {
+        self.inner.default_max_tokens
+    }
+
     pub fn budgets(&self) -> &Arc<Budgets> {
         &self.inner.budgets
     }
