@@ -18,13 +18,15 @@ rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 wait_up() { for _ in $(seq 100); do curl -sf "$1" >/dev/null && return; sleep 0.1; done; echo "not up: $1" >&2; exit 1; }
 # wrk --latency summary -> "req/s p50 p99"
 summarize() { awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} /Non-2xx/ {bad=$NF} END {printf "%s %s %s %s\n", rps, p50, p99, (bad==""?0:bad)}'; }
-run_wrk() { wrk -t2 -c"${CONNS:-100}" -d"${DURATION:-10s}" --latency "$@" | summarize; }
+run_wrk() { wrk -t2 -c"${CONNS:-100}" -d"${DURATION:-10s}" --latency -H "Authorization: Bearer ${KEY:-}" "$@" | summarize; }
 
 start_backend() {
   VAPORA_PORT=$PORT VAPORA_DATABASE_URL="surrealkv://$DATA/db" VAPORA_LLM_PROVIDER=echo \
+    VAPORA_ADMIN_KEY_FILE="$DATA/admin.key" \
     VAPORA_ECHO_WORD_DELAY_MS=0 VAPORA_QUEUE_CAPACITY=1000000 RUST_LOG=warn "$BIN" >"$DATA/backend.log" 2>&1 &
   BACKEND=$!
   wait_up "http://127.0.0.1:$PORT/ready"
+  KEY=$(cat "$DATA/admin.key")
 }
 
 echo "# Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(uname -r)"
@@ -49,7 +51,7 @@ echo "| vapora-backend | $h_rps | $h_p50 | $h_p99 |"
 echo
 echo "backend/bare throughput ratio: $(awk -v a="$h_rps" -v b="$b_rps" 'BEGIN {printf "%.2f", a/b}')"
 
-PROJECT_ID=$(curl -sf -XPOST "http://127.0.0.1:$PORT/api/v1/projects" -H 'content-type: application/json' \
+PROJECT_ID=$(curl -sf -XPOST "http://127.0.0.1:$PORT/api/v1/projects" -H 'content-type: application/json' -H "Authorization: Bearer $KEY" \
   -d '{"name":"bench"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 export PROJECT_ID
 echo
@@ -70,12 +72,15 @@ wait $BACKEND && echo "- backend exit status after SIGTERM: 0"
 # Listing: a fresh store with exactly 10,000 tasks over 10 projects.
 rm -rf "$DATA/db"
 start_backend
-read -r PROJECT_ID MID < <(python3 - "$PORT" <<'PY'
+read -r PROJECT_ID MID < <(python3 - "$PORT" "$KEY" <<'PY'
 import json, sys, urllib.request
 from concurrent.futures import ThreadPoolExecutor
 base = f"http://127.0.0.1:{sys.argv[1]}/api/v1"
+auth = {"authorization": f"Bearer {sys.argv[2]}"}
+def get(path):
+    return json.load(urllib.request.urlopen(urllib.request.Request(base + path, headers=auth)))
 def post(path, body):
-    req = urllib.request.Request(base + path, json.dumps(body).encode(), {"content-type": "application/json"})
+    req = urllib.request.Request(base + path, json.dumps(body).encode(), {"content-type": "application/json", **auth})
     return json.load(urllib.request.urlopen(req))
 projects = [post("/projects", {"name": f"p{i}"})["id"] for i in range(10)]
 def create(i):
@@ -83,7 +88,7 @@ def create(i):
                     "role": "developer", "dispatch": False})
 with ThreadPoolExecutor(16) as pool:
     list(pool.map(create, range(10_000)))
-page = json.load(urllib.request.urlopen(base + "/tasks?limit=500&cursor=" + json.load(urllib.request.urlopen(base + "/tasks?limit=500"))["items"][-1]["id"]))
+page = get("/tasks?limit=500&cursor=" + get("/tasks?limit=500")["items"][-1]["id"])
 print(projects[0], page["items"][-1]["id"])
 PY
 )

@@ -17,10 +17,23 @@ pub struct NatsServer {
     dir: tempfile::TempDir,
 }
 
+/// Name of the configuration file in the server's directory, if any.
+const CONFIG_FILE: &str = "nats.conf";
+
 impl NatsServer {
     /// Starts a server and waits until it accepts clients.
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        let (child, url) = launch(dir.path(), -1).await;
+        Self { child, url, dir }
+    }
+
+    /// As [`Self::start`], with `config` (nats-server configuration text,
+    /// e.g. an `authorization` block) as its configuration file; the port,
+    /// address and store stay the test's.
+    pub async fn start_with_config(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join(CONFIG_FILE), config).expect("config written");
         let (child, url) = launch(dir.path(), -1).await;
         Self { child, url, dir }
     }
@@ -68,7 +81,12 @@ async fn launch(dir: &Path, port: i32) -> (Child, String) {
             }
         }
     }
-    let child = Command::new(&bin)
+    let mut command = Command::new(&bin);
+    let config = dir.join(CONFIG_FILE);
+    if config.exists() {
+        command.arg("-c").arg(config);
+    }
+    let child = command
         .args(["-p", &port.to_string(), "-a", "127.0.0.1", "-js", "-sd"])
         .arg(dir.join("store"))
         .arg("--ports_file_dir")

@@ -4,14 +4,17 @@
 //! service; the README's configuration reference lists them all.
 
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::limits::{RateLimit, WsCaps};
 use vapora_agents::OutputLimits;
 use vapora_agents::jetstream::{DeliveryPolicy, SettingError};
+use vapora_agents::nats_auth::NatsCredentials;
 use vapora_llm_router::{LlmError, ProviderConfig, ProviderKind};
 
 #[derive(Debug, Clone)]
@@ -23,7 +26,8 @@ pub struct Settings {
     pub database_url: String,
     /// Root credentials for a SurrealDB server (`ws://`); unused when embedded.
     pub database_user: Option<String>,
-    pub database_pass: Option<String>,
+    /// `VAPORA_DATABASE_PASS`, or the file named by `VAPORA_DATABASE_PASS_FILE`.
+    pub database_pass: Option<SecretString>,
     pub queue_capacity: usize,
     pub workers_per_role: usize,
     /// System prompts per role. When `None`, `config/roles.toml` is used if
@@ -43,6 +47,9 @@ pub struct Settings {
     /// How JetStream delivers attempts (`VAPORA_NATS_*`); agent servers
     /// must use the same.
     pub delivery: DeliveryPolicy,
+    /// NATS credentials and TLS (`VAPORA_NATS_USER`, `…_TOKEN`, …; see
+    /// `vapora_agents::nats_auth`).
+    pub nats_credentials: NatsCredentials,
     /// Broker mode: a running attempt that has not changed, and whose agent
     /// has sent neither a heartbeat nor a report, for this long fails as
     /// `stalled` (`VAPORA_ATTEMPT_STALL_SECS`, 300 by default: long enough
@@ -79,6 +86,12 @@ pub struct Settings {
     pub key_pepper: Option<SecretString>,
     /// Whether `/metrics` needs a key too (`VAPORA_METRICS_REQUIRE_KEY`).
     pub metrics_require_key: bool,
+    /// Requests per second and burst per key (`VAPORA_RATE_LIMIT_PER_SEC`,
+    /// `VAPORA_RATE_LIMIT_BURST`); `None` (a rate of 0) meters nothing.
+    pub rate_limit: Option<RateLimit>,
+    /// WebSockets per key and in total (`VAPORA_WS_MAX_PER_KEY`,
+    /// `VAPORA_WS_MAX_CONNECTIONS`).
+    pub ws_caps: WsCaps,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +130,7 @@ impl Default for Settings {
             llm_config_file: None,
             nats_url: None,
             delivery: DeliveryPolicy::default(),
+            nats_credentials: NatsCredentials::default(),
             attempt_stall_timeout: Duration::from_secs(300),
             output_limits: OutputLimits::default(),
             header_read_timeout: Duration::from_secs(10),
@@ -128,6 +142,14 @@ impl Default for Settings {
             admin_key_file: PathBuf::from("data/admin.key"),
             key_pepper: None,
             metrics_require_key: false,
+            rate_limit: Some(RateLimit {
+                per_second: NonZeroU32::new(1_000).expect("non-zero"),
+                burst: NonZeroU32::new(2_000).expect("non-zero"),
+            }),
+            ws_caps: WsCaps {
+                per_key: 64,
+                total: 10_000,
+            },
         }
     }
 }
@@ -145,7 +167,7 @@ impl Settings {
             port: parse(&get, "VAPORA_PORT", defaults.port)?,
             database_url: get("VAPORA_DATABASE_URL").unwrap_or(defaults.database_url),
             database_user: get("VAPORA_DATABASE_USER"),
-            database_pass: get("VAPORA_DATABASE_PASS"),
+            database_pass: secret(&get, "VAPORA_DATABASE_PASS")?,
             queue_capacity: positive(
                 parse(&get, "VAPORA_QUEUE_CAPACITY", defaults.queue_capacity)?,
                 "VAPORA_QUEUE_CAPACITY",
@@ -169,6 +191,7 @@ impl Settings {
                 defaults.attempt_stall_timeout,
             )?,
             delivery: DeliveryPolicy::from_lookup(&get)?,
+            nats_credentials: NatsCredentials::from_lookup(&get)?,
             output_limits: OutputLimits::from_lookup(&get)?,
             header_read_timeout: seconds(
                 &get,
@@ -193,6 +216,17 @@ impl Settings {
             admin_key_file: get("VAPORA_ADMIN_KEY_FILE").map_or(defaults.admin_key_file, PathBuf::from),
             key_pepper: secret(&get, "VAPORA_KEY_PEPPER")?,
             metrics_require_key: parse(&get, "VAPORA_METRICS_REQUIRE_KEY", defaults.metrics_require_key)?,
+            rate_limit: rate_limit(&get, defaults.rate_limit)?,
+            ws_caps: WsCaps {
+                per_key: positive(
+                    parse(&get, "VAPORA_WS_MAX_PER_KEY", defaults.ws_caps.per_key)?,
+                    "VAPORA_WS_MAX_PER_KEY",
+                )?,
+                total: positive(
+                    parse(&get, "VAPORA_WS_MAX_CONNECTIONS", defaults.ws_caps.total)?,
+                    "VAPORA_WS_MAX_CONNECTIONS",
+                )?,
+            },
         })
     }
 }
@@ -215,14 +249,39 @@ where
     }
 }
 
+/// The per-key rate: `VAPORA_RATE_LIMIT_PER_SEC` (0 turns metering off)
+/// and `VAPORA_RATE_LIMIT_BURST` (twice the rate unless set).
+fn rate_limit(
+    get: &impl Fn(&str) -> Option<String>,
+    default: Option<RateLimit>,
+) -> Result<Option<RateLimit>, SettingsError> {
+    let default_rate = default.map_or(0, |r| r.per_second.get());
+    let Some(per_second) = NonZeroU32::new(parse(get, "VAPORA_RATE_LIMIT_PER_SEC", default_rate)?) else {
+        return Ok(None);
+    };
+    let default_burst = per_second.saturating_mul(NonZeroU32::new(2).expect("non-zero"));
+    let burst: u32 = parse(get, "VAPORA_RATE_LIMIT_BURST", default_burst.get())?;
+    let burst = NonZeroU32::new(burst).ok_or_else(|| SettingsError::Invalid {
+        name: "VAPORA_RATE_LIMIT_BURST",
+        value: "0".into(),
+        reason: "must be at least 1".into(),
+    })?;
+    Ok(Some(RateLimit { per_second, burst }))
+}
+
 /// A secret from `NAME`, or from the file named by `NAME_FILE` (a mounted
 /// secret; surrounding whitespace trimmed).
-fn secret(get: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<Option<SecretString>, SettingsError> {
+fn secret(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<SecretString>, SettingsError> {
     if let Some(value) = get(name) {
         return Ok(Some(SecretString::from(value)));
     }
     let file_setting = format!("{name}_FILE");
-    let Some(path) = get(&file_setting) else { return Ok(None) };
+    let Some(path) = get(&file_setting) else {
+        return Ok(None);
+    };
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(Some(SecretString::from(text.trim().to_owned()))),
         Err(e) => Err(SettingsError::Invalid {

@@ -42,6 +42,12 @@ pub enum AppError {
     /// No usable API key; answered with `WWW-Authenticate: Bearer`.
     #[error("{0}")]
     Unauthorized(#[from] Refusal),
+    /// A client over its rate or connection cap (429).
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: Duration },
+    /// The server at a global cap (503).
+    #[error("{message}")]
+    Overloaded { message: String, retry_after: Duration },
     /// A known key asking for something its role does not allow.
     #[error("{0}")]
     Forbidden(&'static str),
@@ -100,6 +106,8 @@ impl AppError {
             Self::Storage(StorageError::Conflict) => (StatusCode::CONFLICT, "conflict"),
             Self::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
         }
     }
@@ -116,7 +124,9 @@ impl IntoResponse for AppError {
         let body = Json(json!({ "error": { "code": code, "message": self.to_string() } }));
         let mut response = (status, body).into_response();
         let retry_after = match &self {
-            Self::QueueFull { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            Self::QueueFull { retry_after, .. }
+            | Self::RateLimited { retry_after, .. }
+            | Self::Overloaded { retry_after, .. } => Some(retry_after.as_secs_f64().ceil().max(1.0) as u64),
             Self::Storage(StorageError::Conflict) => None,
             Self::Storage(_) => Some(1),
             _ => None,

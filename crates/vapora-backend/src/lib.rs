@@ -14,6 +14,8 @@ pub mod broker;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod idempotency;
+pub mod limits;
 pub mod metrics;
 pub mod queue;
 pub mod server;

@@ -14,6 +14,10 @@
 //!   WebSocket runs outside the request once its 101 is sent, so it is not
 //!   cut.
 //!
+//! - header limits: at most [`MAX_HEADERS`] header fields in at most
+//!   [`MAX_HEAD_BYTES`] (HTTP/1 request line included); hyper answers a
+//!   larger head with 431 and closes the connection, before any handler.
+//!
 //! Shutdown is graceful as with `axum::serve`: no new connections, and
 //! open ones finish their requests first.
 
@@ -33,6 +37,11 @@ use tokio::net::TcpListener;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 
 use crate::error::AppError;
+
+/// Largest request head (request line and headers) read, in bytes.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Most header fields in one request.
+pub const MAX_HEADERS: usize = 64;
 
 /// Answers every request that takes longer than `limit` with a 408.
 pub fn with_request_timeout(router: Router, limit: Duration) -> Router {
@@ -61,7 +70,12 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS);
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(MAX_HEAD_BYTES).expect("fits"));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

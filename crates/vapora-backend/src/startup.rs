@@ -4,6 +4,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use std::sync::Arc;
+
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 use vapora_agents::nats_url::redacted;
@@ -66,7 +68,11 @@ impl Application {
         let threads = tokio::runtime::Handle::current().metrics().num_workers();
         tracing::info!(worker_threads = threads, "tokio multi-threaded runtime started");
 
-        let credentials = settings.database_user.clone().zip(settings.database_pass.clone());
+        let password = settings
+            .database_pass
+            .as_ref()
+            .map(|p| p.expose_secret().to_owned());
+        let credentials = settings.database_user.clone().zip(password);
         let db = Database::connect_with(&settings.database_url, credentials).await?;
         tracing::info!(url = %settings.database_url, "storage connected, schema defined");
         Self::build_on(settings, db).await
@@ -82,12 +88,26 @@ impl Application {
         let running = RunningTasks::default();
         let state = AppState::new(&settings, db.clone(), roles.clone(), running.clone());
         match &state.keys {
-            Some(keys) => ensure_admin_key(keys, settings.admin_key.as_ref(), &settings.admin_key_file).await?,
-            None => tracing::warn!("VAPORA_AUTH=off: every request is treated as an admin's; never expose this"),
+            Some(keys) => {
+                ensure_admin_key(keys, settings.admin_key.as_ref(), &settings.admin_key_file).await?
+            }
+            None => {
+                tracing::warn!("VAPORA_AUTH=off: every request is treated as an admin's; never expose this")
+            }
+        }
+        tokio::spawn(forget_idle_rate_buckets(
+            state.limits.clone(),
+            state.shutdown.clone(),
+        ));
+        let swept = db
+            .sweep_idempotency(chrono::Utc::now().timestamp_millis())
+            .await?;
+        if swept > 0 {
+            tracing::info!(records = swept, "expired idempotency records deleted");
         }
         let broker = match &settings.nats_url {
             Some(url) => {
-                let client = broker::connect(url).await?;
+                let client = broker::connect(url, &settings.nats_credentials).await?;
                 tracing::info!(url = %redacted(url), "broker mode: tasks go to agent servers over NATS JetStream");
                 running.reach_remote_workers(client.clone());
                 Some(client)
@@ -210,6 +230,18 @@ impl Application {
         }
         tracing::info!("shutdown complete");
         Ok(())
+    }
+}
+
+/// Drops the rate buckets of keys that have been idle long enough to be
+/// full again, once a minute, until shutdown.
+async fn forget_idle_rate_buckets(limits: crate::limits::Limits, stop: CancellationToken) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = every.tick() => limits.forget_idle(),
+            () = stop.cancelled() => return,
+        }
     }
 }
 

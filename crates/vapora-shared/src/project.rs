@@ -19,7 +19,7 @@ pub struct Project {
 }
 
 /// Body of `POST /api/v1/projects`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewProject {
     pub name: String,

@@ -202,7 +202,7 @@ pub(crate) fn validate_text(
 }
 
 /// Body of `POST /api/v1/tasks`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewTask {
     pub project_id: ProjectId,

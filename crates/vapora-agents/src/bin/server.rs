@@ -13,6 +13,8 @@
 //! | `VAPORA_AGENT_HEARTBEAT_SECS` | `3` | heartbeat interval |
 //! | `VAPORA_MAX_OUTPUT_BYTES`, `VAPORA_MAX_CHUNK_BYTES` | 524288, 16384 | a result's output is cut (and marked `output_truncated`) past the first; a progress chunk longer than the second is sent in pieces |
 //! | `VAPORA_NATS_ACK_WAIT_SECS`, `VAPORA_NATS_MAX_DELIVER`, `VAPORA_NATS_BACKOFF_SECS` | 30, 5, 30,60,120,240 | delivery policy; must match the backend's |
+//! | `VAPORA_NATS_USER`/`_PASSWORD`, `_TOKEN`, `_NKEY_SEED`, `_CREDS_FILE`, `_TLS_*` | unset | credentials and TLS (see `vapora_agents::nats_auth`) |
+//! | `VAPORA_NATS_CREATE_TOPOLOGY` | `true` | create the streams and consumers at start; `false` for a user whose NATS permissions only allow consuming (it then waits for the backend to create them) |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +22,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
-use vapora_agents::jetstream::{DeliveryPolicy, ensure_topology};
+use vapora_agents::jetstream::{DeliveryPolicy, consumer_name, ensure_topology};
+use vapora_agents::nats_auth::NatsCredentials;
 use vapora_agents::nats_url::redacted;
 use vapora_agents::worker::{self, WorkerConfig};
 use vapora_agents::{OutputLimits, RoleCatalog};
@@ -51,11 +54,21 @@ async fn main() -> anyhow::Result<()> {
 
     let url = env("VAPORA_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into());
     let shown_url = redacted(&url);
-    let client = async_nats::connect(&url)
+    let options = NatsCredentials::from_env()?
+        .apply(async_nats::ConnectOptions::new().name("vapora-agent-server"))
+        .await
+        .context("reading the NATS credentials file")?;
+    let client = options
+        .connect(&url)
         .await
         .with_context(|| format!("connecting to {shown_url}"))?;
     let delivery = DeliveryPolicy::from_lookup(env)?;
-    ensure_topology(&async_nats::jetstream::new(client.clone()), &roles, &delivery).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    match env("VAPORA_NATS_CREATE_TOPOLOGY").as_deref().map(str::trim) {
+        None | Some("true") => ensure_topology(&js, &roles, &delivery).await?,
+        Some("false") => wait_for_consumers(&js, &roles).await,
+        Some(other) => anyhow::bail!("VAPORA_NATS_CREATE_TOPOLOGY must be true or false, not {other:?}"),
+    }
     let config = worker_config(roles, &delivery)?;
     tracing::info!(
         agent = %config.agent_id,
@@ -132,4 +145,34 @@ fn worker_config(roles: Vec<Role>, delivery: &DeliveryPolicy) -> anyhow::Result<
         ),
         limits: OutputLimits::from_lookup(env)?,
     })
+}
+
+/// Waits until the backend has created every role's consumer: what an agent
+/// whose NATS user may only consume does instead of creating them.
+async fn wait_for_consumers(js: &async_nats::jetstream::Context, roles: &[Role]) {
+    let mut told = false;
+    loop {
+        let mut missing = None;
+        match js.get_stream(vapora_shared::wire::TASKS_STREAM).await {
+            Ok(tasks) => {
+                for role in roles {
+                    if tasks
+                        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&consumer_name(role))
+                        .await
+                        .is_err()
+                    {
+                        missing = Some(consumer_name(role));
+                        break;
+                    }
+                }
+            }
+            Err(_) => missing = Some(vapora_shared::wire::TASKS_STREAM.to_owned()),
+        }
+        let Some(missing) = missing else { return };
+        if !told {
+            tracing::info!(%missing, "waiting for the backend to create the JetStream topology");
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }

@@ -4,7 +4,8 @@
 //! outside it answers 404, a viewer's write 403.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde::Deserialize;
 use vapora_shared::{NewProject, ProjectId, ProjectPatch};
 
@@ -13,22 +14,29 @@ use crate::api::extract::{Json, Path, Query, parse_id};
 use crate::api::paging::{PageQuery, page_limit};
 use crate::auth::{Caller, KeyRole};
 use crate::error::AppError;
+use crate::idempotency::{Idempotent, create_once};
 use crate::services::{Board, ProjectPage};
 use crate::storage::StoredProject;
 
+/// 201 with the project; with an `Idempotency-Key`, at most once per key.
 pub async fn create(
     State(state): State<SharedState>,
     caller: Caller,
+    headers: HeaderMap,
     Json(body): Json<NewProject>,
-) -> Result<(StatusCode, Json<StoredProject>), AppError> {
+) -> Result<Response, AppError> {
     caller.may_write()?;
+    let idempotent = Idempotent::from_request(&headers, &caller, "POST /api/v1/projects", &body)?;
     // A member's new project joins its key, so it can go on working on it.
     let owner = (caller.role() == KeyRole::Member).then(|| caller.key_id());
-    let project = state.project_service.create(body, owner).await?;
-    if let (Some(owner), Some(keys)) = (owner, &state.keys) {
-        keys.refresh(owner);
-    }
-    Ok((StatusCode::CREATED, Json(project)))
+    let create = async {
+        let project = state.project_service.create(body, owner).await?;
+        if let (Some(owner), Some(keys)) = (owner, &state.keys) {
+            keys.refresh(owner);
+        }
+        Ok(project)
+    };
+    create_once(&state.db, idempotent, create).await
 }
 
 pub async fn list(

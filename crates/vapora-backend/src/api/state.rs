@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{KeyHasher, Keys};
 use crate::config::Settings;
 use crate::events::EventBus;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::queue::SharedTaskQueue;
 use crate::services::{ProjectService, TaskService};
@@ -37,6 +38,8 @@ pub struct AppState {
     pub db: Database,
     /// API keys; `None` when authentication is off (`VAPORA_AUTH=off`).
     pub keys: Option<Keys>,
+    /// Per-key request rates and WebSocket caps.
+    pub limits: Limits,
     /// Cancelled when the server starts shutting down (closes WebSockets).
     pub shutdown: CancellationToken,
 }
@@ -69,6 +72,7 @@ impl AppState {
             keys: settings
                 .auth
                 .then(|| Keys::new(db.clone(), KeyHasher::new(settings.key_pepper.clone()))),
+            limits: Limits::new(settings.rate_limit, settings.ws_caps),
             db,
             shutdown: CancellationToken::new(),
         }

@@ -4,15 +4,17 @@
 //! caller's scope it answers 404, and lists leave it out.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::HeaderMap;
+use axum::response::Response;
 use serde::Deserialize;
 use vapora_shared::{NewTask, Role, Task, TaskId, TaskPatch, TaskStatus};
 
-use crate::api::{AppState, SharedState};
-use crate::auth::Caller;
 use crate::api::extract::{Json, Path, Query, parse_id};
 use crate::api::paging::{PageQuery, page_limit};
+use crate::api::{AppState, SharedState};
+use crate::auth::Caller;
 use crate::error::AppError;
+use crate::idempotency::{Idempotent, create_once};
 use crate::services::{TaskHistory, TaskPage};
 use crate::storage::{DeadLetter, TaskFilter};
 
@@ -60,14 +62,17 @@ impl ListQuery {
     }
 }
 
+/// 201 with the task; with an `Idempotency-Key`, at most once per key.
 pub async fn create(
     State(state): State<SharedState>,
     caller: Caller,
+    headers: HeaderMap,
     Json(body): Json<NewTask>,
-) -> Result<(StatusCode, Json<Task>), AppError> {
+) -> Result<Response, AppError> {
     caller.see_project(body.project_id)?;
     caller.may_write()?;
-    Ok((StatusCode::CREATED, Json(state.task_service.create(body).await?)))
+    let idempotent = Idempotent::from_request(&headers, &caller, "POST /api/v1/tasks", &body)?;
+    create_once(&state.db, idempotent, state.task_service.create(body)).await
 }
 
 pub async fn list(
@@ -75,9 +80,7 @@ pub async fn list(
     caller: Caller,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<TaskPage>, AppError> {
-    Ok(Json(
-        state.task_service.list(query.into_filter(&caller)?).await?,
-    ))
+    Ok(Json(state.task_service.list(query.into_filter(&caller)?).await?))
 }
 
 pub async fn get(

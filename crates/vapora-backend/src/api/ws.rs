@@ -30,8 +30,8 @@ use vapora_shared::ProjectId;
 
 use crate::api::SharedState;
 use crate::api::extract::{Query, parse_id};
-use crate::auth::{Caller, KeyId, Keys};
 use crate::auth::middleware::WS_PROTOCOL;
+use crate::auth::{Caller, KeyId, Keys};
 use crate::error::AppError;
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -86,11 +86,15 @@ pub async fn subscribe(
     let events = state.events.subscribe();
     let shutdown = state.shutdown.clone();
     let key = state.keys.clone().map(|keys| (keys, caller.key_id().to_owned()));
+    let slot = state.limits.open_ws(caller.key_id())?;
     Ok(upgrade
         .protocols([WS_PROTOCOL])
         .max_frame_size(MAX_INCOMING_BYTES)
         .max_message_size(MAX_INCOMING_BYTES)
-        .on_upgrade(move |socket| forward_events(socket, events, filter, key, shutdown)))
+        .on_upgrade(move |socket| async move {
+            forward_events(socket, events, filter, key, shutdown).await;
+            drop(slot);
+        }))
 }
 
 async fn forward_events(

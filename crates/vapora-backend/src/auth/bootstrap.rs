@@ -37,14 +37,18 @@ pub async fn ensure_admin_key(
     let shown = file.display().to_string();
     if let Some(text) = configured {
         let key = PresentedKey::parse(text.expose_secret()).map_err(|_| BootstrapError::MalformedSetting)?;
-        if keys.register(&key, "admin (VAPORA_ADMIN_KEY)", KeyRole::Admin).await? {
+        if keys
+            .register(&key, "admin (VAPORA_ADMIN_KEY)", KeyRole::Admin)
+            .await?
+        {
             tracing::info!(key_id = %key.id, "admin key from VAPORA_ADMIN_KEY registered");
         }
         return Ok(());
     }
     match std::fs::read_to_string(file) {
         Ok(text) => {
-            let key = PresentedKey::parse(&text).map_err(|_| BootstrapError::MalformedFile { path: shown.clone() })?;
+            let key = PresentedKey::parse(&text)
+                .map_err(|_| BootstrapError::MalformedFile { path: shown.clone() })?;
             if keys.register(&key, "admin (key file)", KeyRole::Admin).await? {
                 tracing::info!(key_id = %key.id, file = %shown, "admin key from the key file registered");
             }
@@ -97,7 +101,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let caller = keys.authenticate(text.trim()).await.unwrap().unwrap();
         assert_eq!(caller.role(), KeyRole::Admin);
@@ -121,11 +128,18 @@ mod tests {
         let configured = PresentedKey::generate().reveal();
         ensure_admin_key(&keys, Some(&configured), &file).await.unwrap();
         assert!(!file.exists(), "a configured key writes no file");
-        let admin = keys.authenticate(configured.expose_secret()).await.unwrap().unwrap();
+        let admin = keys
+            .authenticate(configured.expose_secret())
+            .await
+            .unwrap()
+            .unwrap();
         keys.revoke(admin.key_id(), &admin).await.unwrap();
         ensure_admin_key(&keys, Some(&configured), &file).await.unwrap();
         assert_eq!(
-            keys.authenticate(configured.expose_secret()).await.unwrap().unwrap_err(),
+            keys.authenticate(configured.expose_secret())
+                .await
+                .unwrap()
+                .unwrap_err(),
             crate::auth::keys::Refusal::Revoked
         );
         let garbage = SecretString::from("not-a-key");

@@ -117,7 +117,9 @@ pub struct Keys {
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keys").field("hasher", &self.hasher).finish_non_exhaustive()
+        f.debug_struct("Keys")
+            .field("hasher", &self.hasher)
+            .finish_non_exhaustive()
     }
 }
 
@@ -219,7 +221,10 @@ impl Keys {
             ));
         }
         if new.expires_at.is_some_and(|at| at <= Utc::now()) {
-            return Err(AppError::unprocessable("validation_failed", "expires_at is in the past"));
+            return Err(AppError::unprocessable(
+                "validation_failed",
+                "expires_at is in the past",
+            ));
         }
         let mut projects = new.projects;
         projects.sort_unstable();
@@ -257,7 +262,12 @@ impl Keys {
     /// Stores `key` under its own id unless a key with that id exists
     /// (revoked or not): used for keys configured by the operator, which a
     /// restart must never bring back from revocation.
-    pub async fn register(&self, key: &PresentedKey, name: &str, role: KeyRole) -> Result<bool, StorageError> {
+    pub async fn register(
+        &self,
+        key: &PresentedKey,
+        name: &str,
+        role: KeyRole,
+    ) -> Result<bool, StorageError> {
         let record = ApiKey {
             info: KeyInfo {
                 id: key.id.clone(),

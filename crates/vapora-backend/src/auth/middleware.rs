@@ -23,7 +23,8 @@ use crate::error::AppError;
 /// server selects.
 pub const WS_PROTOCOL: &str = "vapora.v1";
 
-/// Puts the request's [`Caller`] in its extensions, or answers 401.
+/// Puts the request's [`Caller`] in its extensions, or answers 401; a key
+/// over its rate gets 429 (see `crate::limits`).
 pub async fn require_key(
     State(state): State<SharedState>,
     mut request: Request,
@@ -48,6 +49,7 @@ pub async fn require_key(
             }
         }
     };
+    state.limits.admit(caller.key_id())?;
     request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
 }

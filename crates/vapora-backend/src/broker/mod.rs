@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use vapora_agents::RoleCatalog;
 use vapora_agents::jetstream::{DeliveryPolicy, ensure_topology};
+use vapora_agents::nats_auth::NatsCredentials;
 
 use crate::queue::SharedTaskQueue;
 use crate::swarm::reports::ReportIntake;
@@ -76,8 +77,15 @@ pub enum ConsumeError {
 
 /// Connects to NATS. A broker that is down now is not an error: the client
 /// keeps trying in the background, and everything here waits for it.
-pub async fn connect(url: &str) -> Result<async_nats::Client, BrokerError> {
-    async_nats::ConnectOptions::new()
+pub async fn connect(url: &str, credentials: &NatsCredentials) -> Result<async_nats::Client, BrokerError> {
+    let options = credentials
+        .apply(async_nats::ConnectOptions::new())
+        .await
+        .map_err(|e| BrokerError {
+            url: vapora_agents::nats_url::redacted(url),
+            source: e.into(),
+        })?;
+    options
         .name("vapora-backend")
         // Our own replicated events would otherwise come back to us, one
         // copy per event, only to be dropped (see `replication`).

@@ -36,7 +36,11 @@ impl Database {
     }
 
     /// Up to `limit` keys after `after`, in id order, without their hashes.
-    pub async fn list_api_keys(&self, after: Option<&str>, limit: usize) -> Result<Vec<KeyInfo>, StorageError> {
+    pub async fn list_api_keys(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<KeyInfo>, StorageError> {
         let condition = if after.is_some() {
             "WHERE id > type::record('api_key', $after)"
         } else {

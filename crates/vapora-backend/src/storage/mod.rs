@@ -10,12 +10,14 @@ mod api_keys;
 mod budgets;
 mod codec;
 mod dead_letters;
+mod idempotency;
 mod projects;
 mod task_history;
 mod task_inserts;
 mod tasks;
 
 pub use dead_letters::DeadLetter;
+pub use idempotency::{IdempotencyClaim, IdempotencyRecord};
 pub use projects::{ProjectDelete, StoredProject};
 pub use task_history::{HistoryPage, StaleReport, Transition};
 pub use task_inserts::TaskInserts;
@@ -130,6 +132,17 @@ DEFINE FIELD OVERWRITE created_at ON api_key TYPE string;
 DEFINE FIELD OVERWRITE last_used_at ON api_key TYPE option<string>;
 DEFINE FIELD OVERWRITE expires_at ON api_key TYPE option<string>;
 DEFINE FIELD OVERWRITE revoked_at ON api_key TYPE option<string>;
+
+-- Creates made with an `Idempotency-Key` (see `crate::idempotency`), keyed by
+-- a hash of the caller's key id, the route and the client's key; times in
+-- Unix milliseconds.
+DEFINE TABLE OVERWRITE idempotency SCHEMAFULL;
+DEFINE FIELD OVERWRITE fingerprint ON idempotency TYPE string;
+DEFINE FIELD OVERWRITE claimed_at ON idempotency TYPE int;
+DEFINE FIELD OVERWRITE expires_at ON idempotency TYPE int;
+DEFINE FIELD OVERWRITE status ON idempotency TYPE option<int>;
+DEFINE FIELD OVERWRITE response ON idempotency TYPE option<string>;
+DEFINE INDEX OVERWRITE idempotency_expiry ON idempotency FIELDS expires_at;
 
 -- Spend per LLM budget in its current period, keyed by budget key.
 DEFINE TABLE OVERWRITE budget_spend SCHEMAFULL;

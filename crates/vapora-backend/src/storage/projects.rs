@@ -50,7 +50,11 @@ impl Database {
     /// Stores a new project; with an `owner` key, adds the project to that
     /// key's list in the same transaction, so a member never creates a
     /// project it cannot see.
-    pub async fn insert_project(&self, project: &Project, owner: Option<&str>) -> Result<StoredProject, StorageError> {
+    pub async fn insert_project(
+        &self,
+        project: &Project,
+        owner: Option<&str>,
+    ) -> Result<StoredProject, StorageError> {
         let stored = StoredProject {
             project: project.clone(),
             rev: 1,
@@ -58,8 +62,11 @@ impl Database {
         let vars = json!({ "id": project.id, "content": to_content(&stored)?, "owner": owner });
         match owner {
             None => {
-                self.execute("CREATE type::record('project', $id) CONTENT $content RETURN NONE", vars)
-                    .await?
+                self.execute(
+                    "CREATE type::record('project', $id) CONTENT $content RETURN NONE",
+                    vars,
+                )
+                .await?
             }
             Some(_) => {
                 let sql = "BEGIN TRANSACTION;

@@ -14,7 +14,11 @@ use crate::support::{ApiClient, TestApp, client_with_key, spawn_app, spawn_repli
 fn keyed_routes(project: &str, task: &str) -> Vec<(Method, String, Option<Value>)> {
     let body = Some(json!({}));
     vec![
-        (Method::POST, "/api/v1/projects".into(), Some(json!({"name": "x"}))),
+        (
+            Method::POST,
+            "/api/v1/projects".into(),
+            Some(json!({"name": "x"})),
+        ),
         (Method::GET, "/api/v1/projects".into(), None),
         (Method::GET, format!("/api/v1/projects/{project}"), None),
         (Method::PATCH, format!("/api/v1/projects/{project}"), body.clone()),
@@ -42,7 +46,9 @@ fn keyed_routes(project: &str, task: &str) -> Vec<(Method, String, Option<Value>
 async fn every_route_refuses_a_missing_malformed_unknown_or_revoked_key() {
     let app = spawn_app().await;
     let project = app.create_project("p").await;
-    let task = app.create_task(&project["id"], json!({ "dispatch": false })).await;
+    let task = app
+        .create_task(&project["id"], json!({ "dispatch": false }))
+        .await;
     let (revoked, revoked_id) = app.issue_key("admin", &[]).await;
     let (status, _) = app
         .api()
@@ -59,7 +65,10 @@ async fn every_route_refuses_a_missing_malformed_unknown_or_revoked_key() {
         ("another scheme", {
             let mut headers = reqwest::header::HeaderMap::new();
             headers.insert("authorization", "Basic YWRtaW46YWRtaW4=".parse().unwrap());
-            reqwest::Client::builder().default_headers(headers).build().unwrap()
+            reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .unwrap()
         }),
         ("an unknown key", client_with_key(&unknown)),
         ("a revoked key", client_with_key(&revoked)),
@@ -79,7 +88,10 @@ async fn every_route_refuses_a_missing_malformed_unknown_or_revoked_key() {
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
             assert_eq!(body["error"]["code"], "unauthorized", "{what}: {body}");
             let challenge = headers["www-authenticate"].to_str().unwrap();
-            assert!(challenge.starts_with("Bearer realm=\"vapora\""), "{what}: {challenge}");
+            assert!(
+                challenge.starts_with("Bearer realm=\"vapora\""),
+                "{what}: {challenge}"
+            );
         }
     }
     // The probes and the rest of the world need none.
@@ -97,7 +109,10 @@ async fn every_route_refuses_a_missing_malformed_unknown_or_revoked_key() {
 #[tokio::test]
 async fn a_websocket_without_a_usable_key_is_refused_at_the_upgrade() {
     let app = spawn_app().await;
-    for key in ["vk_garbage", "vk_0123456789abcdef_0000000000000000000000000000000000000000000000000000000000000000"] {
+    for key in [
+        "vk_garbage",
+        "vk_0123456789abcdef_0000000000000000000000000000000000000000000000000000000000000000",
+    ] {
         assert_eq!(upgrade_refusal(&app, "", key).await, StatusCode::UNAUTHORIZED);
     }
     app.stop().await;
@@ -134,10 +149,18 @@ fn project_routes(project: &Value, task: &Value) -> Vec<(Method, String, Option<
     vec![
         (Method::GET, format!("/api/v1/projects/{p}"), None),
         (Method::GET, format!("/api/v1/projects/{p}/board"), None),
-        (Method::PATCH, format!("/api/v1/projects/{p}"), Some(json!({"description": "mine now"}))),
+        (
+            Method::PATCH,
+            format!("/api/v1/projects/{p}"),
+            Some(json!({"description": "mine now"})),
+        ),
         (Method::GET, format!("/api/v1/tasks/{t}"), None),
         (Method::GET, format!("/api/v1/tasks/{t}/history"), None),
-        (Method::PATCH, format!("/api/v1/tasks/{t}"), Some(json!({"title": "mine now"}))),
+        (
+            Method::PATCH,
+            format!("/api/v1/tasks/{t}"),
+            Some(json!({"title": "mine now"})),
+        ),
         (Method::POST, format!("/api/v1/tasks/{t}/cancel"), Some(json!({}))),
         (Method::POST, format!("/api/v1/tasks/{t}/retry"), Some(json!({}))),
         (
@@ -152,7 +175,12 @@ fn project_routes(project: &Value, task: &Value) -> Vec<(Method, String, Option<
 async fn ids_in(api: &ApiClient, path: &str) -> Vec<Value> {
     let (status, page) = api.get(path).await;
     assert_eq!(status, StatusCode::OK, "{page}");
-    page["items"].as_array().unwrap().iter().map(|i| i["id"].clone()).collect()
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].clone())
+        .collect()
 }
 
 #[tokio::test]
@@ -169,11 +197,22 @@ async fn a_member_key_reaches_only_its_own_projects() {
     }
     // B is untouched, and still the admin's to see.
     assert_eq!(app.task(&p.task_b).await["title"], "Write the parser");
-    assert_eq!(app.get(&format!("/api/v1/projects/{}", p.b.as_str().unwrap())).await.0, StatusCode::OK);
+    assert_eq!(
+        app.get(&format!("/api/v1/projects/{}", p.b.as_str().unwrap()))
+            .await
+            .0,
+        StatusCode::OK
+    );
 
     // Lists leave B out, even when asked for it by name.
-    assert_eq!(ids_in(&member, "/api/v1/projects").await, [p.a.clone()]);
-    assert_eq!(ids_in(&member, "/api/v1/tasks").await, [p.task_a.clone()]);
+    assert_eq!(
+        ids_in(&member, "/api/v1/projects").await,
+        std::slice::from_ref(&p.a)
+    );
+    assert_eq!(
+        ids_in(&member, "/api/v1/tasks").await,
+        std::slice::from_ref(&p.task_a)
+    );
     let b_tasks = format!("/api/v1/tasks?project_id={}", p.b.as_str().unwrap());
     assert!(ids_in(&member, &b_tasks).await.is_empty());
     assert_eq!(ids_in(&app.api(), "/api/v1/tasks").await.len(), 2);
@@ -181,7 +220,10 @@ async fn a_member_key_reaches_only_its_own_projects() {
     // On A, everything works.
     for (method, path, body) in project_routes(&p.a, &p.task_a) {
         let (status, answer) = member.send(method.clone(), &path, body.as_ref()).await;
-        assert!(status.is_success() || status == StatusCode::CONFLICT, "{method} {path}: {status} {answer}");
+        assert!(
+            status.is_success() || status == StatusCode::CONFLICT,
+            "{method} {path}: {status} {answer}"
+        );
     }
 
     // Keys and dead letters are the admin's.
@@ -189,7 +231,10 @@ async fn a_member_key_reaches_only_its_own_projects() {
     assert_eq!(member.get("/api/v1/dead-letters").await.0, StatusCode::FORBIDDEN);
     let (status, me) = member.get("/api/v1/me").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((me["role"].clone(), me["projects"].clone()), (json!("member"), json!([p.a])));
+    assert_eq!(
+        (me["role"].clone(), me["projects"].clone()),
+        (json!("member"), json!([p.a]))
+    );
     assert!(me.get("hash").is_none(), "{me}");
 
     // A project the member creates is its own from then on.
@@ -198,7 +243,10 @@ async fn a_member_key_reaches_only_its_own_projects() {
     let c_path = format!("/api/v1/projects/{}", c["id"].as_str().unwrap());
     assert_eq!(member.get(&c_path).await.0, StatusCode::OK);
     let (status, _) = member
-        .post("/api/v1/tasks", &json!({"project_id": c["id"], "title": "t", "role": "developer", "dispatch": false}))
+        .post(
+            "/api/v1/tasks",
+            &json!({"project_id": c["id"], "title": "t", "role": "developer", "dispatch": false}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED);
     app.stop().await;
@@ -220,11 +268,15 @@ async fn a_member_websocket_receives_only_its_projects_events() {
     let in_a = app.create_task(&p.a, json!({ "dispatch": false })).await;
     let seen = member_ws.events_until(|e| e["data"]["id"] == in_a["id"]).await;
     assert!(
-        seen.iter().all(|e| e["data"]["project_id"] != p.b && e["data"]["id"] != p.b),
+        seen.iter()
+            .all(|e| e["data"]["project_id"] != p.b && e["data"]["id"] != p.b),
         "the member saw B: {seen:?}"
     );
     let admin_seen = admin_ws.events_until(|e| e["data"]["id"] == in_a["id"]).await;
-    assert!(admin_seen.iter().any(|e| e["data"]["id"] == in_b["id"]), "the admin sees all");
+    assert!(
+        admin_seen.iter().any(|e| e["data"]["id"] == in_b["id"]),
+        "the admin sees all"
+    );
     member_ws.close().await;
     admin_ws.close().await;
     app.stop().await;
@@ -248,7 +300,10 @@ async fn a_viewer_key_reads_its_projects_and_changes_nothing() {
     let (status, _) = viewer.post("/api/v1/projects", &json!({"name": "v"})).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let task = app.task(&p.task_a).await;
-    assert_eq!((task["title"].as_str(), task["status"].as_str()), (Some("Write the parser"), Some("todo")));
+    assert_eq!(
+        (task["title"].as_str(), task["status"].as_str()),
+        (Some("Write the parser"), Some("todo"))
+    );
     // Outside its projects a viewer gets 404s, as a member does.
     for (method, path, body) in project_routes(&p.b, &p.task_b) {
         let (status, _) = viewer.send(method.clone(), &path, body.as_ref()).await;
@@ -269,7 +324,10 @@ async fn a_revoked_key_fails_on_both_replicas_within_a_second() {
     }
     let mut dashboard = b.websocket_with_key("", &key).await.unwrap();
 
-    let (status, revoked) = a.api().send(Method::DELETE, &format!("/api/v1/keys/{id}"), None).await;
+    let (status, revoked) = a
+        .api()
+        .send(Method::DELETE, &format!("/api/v1/keys/{id}"), None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{revoked}");
     assert!(revoked["revoked_at"].is_string(), "{revoked}");
     let revoked_at = Instant::now();
@@ -277,7 +335,11 @@ async fn a_revoked_key_fails_on_both_replicas_within_a_second() {
     while refused_on.iter().any(Option::is_none) && revoked_at.elapsed() < Duration::from_secs(3) {
         for (i, replica) in [&a, &b].into_iter().enumerate() {
             if refused_on[i].is_none() {
-                let response = client_with_key(&key).get(replica.url("/api/v1/me")).send().await.unwrap();
+                let response = client_with_key(&key)
+                    .get(replica.url("/api/v1/me"))
+                    .send()
+                    .await
+                    .unwrap();
                 if response.status() == StatusCode::UNAUTHORIZED {
                     let headers = response.headers().clone();
                     let body: Value = response.json().await.unwrap();
@@ -290,8 +352,16 @@ async fn a_revoked_key_fails_on_both_replicas_within_a_second() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let refused_on = refused_on.map(|t| t.expect("the key was refused"));
-    assert!(refused_on[0] < Duration::from_millis(100), "at once where it was revoked: {:?}", refused_on[0]);
-    assert!(refused_on[1] <= Duration::from_secs(1), "replica B took {:?}", refused_on[1]);
+    assert!(
+        refused_on[0] < Duration::from_millis(100),
+        "at once where it was revoked: {:?}",
+        refused_on[0]
+    );
+    assert!(
+        refused_on[1] <= Duration::from_secs(1),
+        "replica B took {:?}",
+        refused_on[1]
+    );
 
     // B's open WebSocket for the key is closed too.
     let closed = tokio::time::timeout(Duration::from_secs(5), async {
@@ -307,9 +377,18 @@ async fn a_revoked_key_fails_on_both_replicas_within_a_second() {
 
     // Revoking twice is harmless; an unknown id is 404; the list shows the
     // revocation and no secrets.
-    let again = a.api().send(Method::DELETE, &format!("/api/v1/keys/{id}"), None).await;
-    assert_eq!((again.0, &again.1["revoked_at"]), (StatusCode::OK, &revoked["revoked_at"]));
-    let missing = a.api().send(Method::DELETE, "/api/v1/keys/0123456789abcdef", None).await;
+    let again = a
+        .api()
+        .send(Method::DELETE, &format!("/api/v1/keys/{id}"), None)
+        .await;
+    assert_eq!(
+        (again.0, &again.1["revoked_at"]),
+        (StatusCode::OK, &revoked["revoked_at"])
+    );
+    let missing = a
+        .api()
+        .send(Method::DELETE, "/api/v1/keys/0123456789abcdef", None)
+        .await;
     assert_eq!(missing.0, StatusCode::NOT_FOUND);
     let (_, keys) = a.get("/api/v1/keys").await;
     let text = keys.to_string();
@@ -338,7 +417,10 @@ async fn key_requests_are_validated_and_expired_keys_refused() {
     }
     let soon = (chrono::Utc::now() + chrono::TimeDelta::milliseconds(1500)).to_rfc3339();
     let (status, issued) = app
-        .post("/api/v1/keys", &json!({"name": "short", "role": "viewer", "projects": [project], "expires_at": soon}))
+        .post(
+            "/api/v1/keys",
+            &json!({"name": "short", "role": "viewer", "projects": [project], "expires_at": soon}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{issued}");
     let key = issued["key"].as_str().unwrap();
@@ -346,9 +428,16 @@ async fn key_requests_are_validated_and_expired_keys_refused() {
     let viewer = app.api_as(key);
     assert_eq!(viewer.get("/api/v1/me").await.0, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(1600)).await;
-    let response = client_with_key(key).get(app.url("/api/v1/me")).send().await.unwrap();
+    let response = client_with_key(key)
+        .get(app.url("/api/v1/me"))
+        .send()
+        .await
+        .unwrap();
     let status = response.status();
     let body: Value = response.json().await.unwrap();
-    assert_eq!((status, body["error"]["message"].as_str()), (StatusCode::UNAUTHORIZED, Some("the API key has expired")));
+    assert_eq!(
+        (status, body["error"]["message"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("the API key has expired"))
+    );
     app.stop().await;
 }

@@ -170,3 +170,28 @@ async fn a_10_kb_bogus_id_is_not_echoed_back_in_full() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_oversized_request_head_is_refused_with_431() {
+    let app = spawn_app().await;
+    let huge = "v".repeat(vapora_backend::server::MAX_HEAD_BYTES);
+    let response = app
+        .http
+        .get(app.url("/api/v1/me"))
+        .header("x-padding", huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let mut many = app.http.get(app.url("/api/v1/me"));
+    for i in 0..=vapora_backend::server::MAX_HEADERS {
+        many = many.header(format!("x-h{i}"), "v");
+    }
+    assert_eq!(
+        many.send().await.unwrap().status(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+    // Ordinary requests are unaffected.
+    assert_eq!(app.get("/api/v1/me").await.0, StatusCode::OK);
+    app.stop().await;
+}

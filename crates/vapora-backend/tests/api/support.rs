@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -12,7 +13,6 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub use vapora_agents::testing::eventually;
-use secrecy::ExposeSecret;
 use vapora_backend::api::AppState;
 use vapora_backend::auth::PresentedKey;
 use vapora_backend::startup::StartupError;
@@ -327,7 +327,12 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (StatusCode, Value) {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request.json(body);
@@ -347,7 +352,9 @@ impl ApiClient {
 /// An HTTP client that sends `key` as its bearer token.
 pub fn client_with_key(key: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
-    let value = format!("Bearer {key}").parse().expect("a key is a valid header value");
+    let value = format!("Bearer {key}")
+        .parse()
+        .expect("a key is a valid header value");
     headers.insert(reqwest::header::AUTHORIZATION, value);
     reqwest::Client::builder()
         .default_headers(headers)

@@ -34,6 +34,9 @@ pub struct Cluster {
     pub http: reqwest::Client,
     /// Every backend of the cluster registers it (`VAPORA_ADMIN_KEY`).
     pub admin_key: String,
+    /// Secrets no process may ever log (the admin key and whatever a test
+    /// adds); every log is scanned for them when the cluster is dropped.
+    pub secrets: Vec<String>,
     dir: tempfile::TempDir,
 }
 
@@ -51,6 +54,11 @@ pub struct Agent {
 impl Cluster {
     /// nats-server and the fake LLM; add backends and agents next.
     pub async fn start(llm_script: Script) -> Self {
+        Self::start_on(NatsServer::start().await, llm_script).await
+    }
+
+    /// As [`Self::start`], on a server the test configured (credentials…).
+    pub async fn start_on(nats: NatsServer, llm_script: Script) -> Self {
         let admin_key = PresentedKey::generate().reveal().expose_secret().to_owned();
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(
@@ -58,7 +66,7 @@ impl Cluster {
             format!("Bearer {admin_key}").parse().unwrap(),
         );
         Self {
-            nats: NatsServer::start().await,
+            nats,
             llm: FakeProvider::start(llm_script).await,
             backends: Vec::new(),
             agents: HashMap::new(),
@@ -67,6 +75,7 @@ impl Cluster {
                 .default_headers(headers)
                 .build()
                 .unwrap(),
+            secrets: vec![admin_key.clone()],
             admin_key,
             dir: tempfile::tempdir().unwrap(),
         }
@@ -266,6 +275,17 @@ impl Drop for Cluster {
         for backend in &mut self.backends {
             let _ = backend.child.kill();
             let _ = backend.child.wait();
+        }
+        if !std::thread::panicking() {
+            let logs = self.all_logs();
+            for secret in &self.secrets {
+                // The secret itself is not printed, only where it was found.
+                assert!(
+                    !logs.contains(secret.as_str()),
+                    "a secret reached a process log ({} chars)",
+                    secret.len()
+                );
+            }
         }
     }
 }

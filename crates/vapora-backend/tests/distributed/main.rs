@@ -6,6 +6,7 @@
 mod chaos;
 mod cluster;
 mod end_to_end;
+mod nats_security;
 mod python_worker;
 mod replicas;
 mod robustness;
