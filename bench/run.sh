@@ -22,7 +22,7 @@ run_wrk() { wrk -t2 -c"${CONNS:-100}" -d"${DURATION:-10s}" --latency -H "Authori
 
 start_backend() {
   VAPORA_PORT=$PORT VAPORA_DATABASE_URL="surrealkv://$DATA/db" VAPORA_LLM_PROVIDER=echo \
-    VAPORA_ADMIN_KEY_FILE="$DATA/admin.key" \
+    VAPORA_ADMIN_KEY_FILE="$DATA/admin.key" VAPORA_RATE_LIMIT_PER_SEC=0 \
     VAPORA_ECHO_WORD_DELAY_MS=0 VAPORA_QUEUE_CAPACITY=1000000 RUST_LOG=warn "$BIN" >"$DATA/backend.log" 2>&1 &
   BACKEND=$!
   wait_up "http://127.0.0.1:$PORT/ready"

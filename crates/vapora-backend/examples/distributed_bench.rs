@@ -65,6 +65,8 @@ async fn main() {
             .env("VAPORA_QUEUE_CAPACITY", "100000")
             // Builds from before API keys ignore it, and the header below.
             .env("VAPORA_ADMIN_KEY", admin_key.expose_secret())
+            // One client creating as fast as it can: no per-key rate limit.
+            .env("VAPORA_RATE_LIMIT_PER_SEC", "0")
             .env("RUST_LOG", "warn,vapora_backend::startup=info"),
         &backend_log,
     )];
