@@ -396,6 +396,14 @@ async fn a_request_without_a_configured_key_gets_openais_401() {
             assert_eq!(error["error"]["type"], "invalid_request_error", "{error}");
         }
     }
+    // The key is checked before the body is read.
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", g.url))
+        .body("{ not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
     assert!(p.requests().is_empty(), "nothing reached the upstream");
     // The probes need no key.
     for path in ["/health", "/metrics"] {

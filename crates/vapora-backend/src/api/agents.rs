@@ -1,4 +1,8 @@
 //! `/api/v1/agents` handlers: read-only views of the agent registry.
+//!
+//! Agents serve every project, so every key may list them; a member's or
+//! viewer's view leaves out `current_task`, which may belong to a project
+//! outside its scope.
 
 use axum::extract::State;
 use serde::Serialize;
@@ -7,6 +11,7 @@ use vapora_shared::{Agent, AgentId};
 use crate::api::SharedState;
 use crate::api::extract::{Json, Path, Query};
 use crate::api::paging::{PageQuery, page_limit};
+use crate::auth::Caller;
 use crate::error::AppError;
 
 /// One page of `GET /api/v1/agents`, in id order.
@@ -19,20 +24,34 @@ pub struct AgentPage {
 
 pub async fn list(
     State(state): State<SharedState>,
+    caller: Caller,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<AgentPage>, AppError> {
     let limit = page_limit(page.limit)?;
     let after = page.cursor.map(AgentId);
-    let (items, next_cursor) = state.agent_registry.page(after.as_ref(), limit).await;
+    let (mut items, next_cursor) = state.agent_registry.page(after.as_ref(), limit).await;
+    items.iter_mut().for_each(|agent| as_seen_by(&caller, agent));
     Ok(Json(AgentPage { items, next_cursor }))
 }
 
-pub async fn get(State(state): State<SharedState>, Path(id): Path<String>) -> Result<Json<Agent>, AppError> {
+pub async fn get(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Agent>, AppError> {
     let id = AgentId(id);
-    state
+    let mut agent = state
         .agent_registry
         .get(&id)
         .await
-        .map(Json)
-        .ok_or_else(|| AppError::not_found("agent", id))
+        .ok_or_else(|| AppError::not_found("agent", id))?;
+    as_seen_by(&caller, &mut agent);
+    Ok(Json(agent))
+}
+
+/// Hides the running task from callers limited to some projects.
+fn as_seen_by(caller: &Caller, agent: &mut Agent) {
+    if caller.scope().is_some() {
+        agent.current_task = None;
+    }
 }

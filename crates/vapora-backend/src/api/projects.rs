@@ -12,6 +12,7 @@ use vapora_shared::{NewProject, ProjectId, ProjectPatch};
 use crate::api::SharedState;
 use crate::api::extract::{Json, Path, Query, parse_id};
 use crate::api::paging::{PageQuery, page_limit};
+use crate::auth::keys::MAX_PROJECTS;
 use crate::auth::{Caller, KeyRole};
 use crate::error::AppError;
 use crate::idempotency::{Idempotent, create_once};
@@ -26,6 +27,11 @@ pub async fn create(
     Json(body): Json<NewProject>,
 ) -> Result<Response, AppError> {
     caller.may_write()?;
+    if caller.role() == KeyRole::Member && caller.scope().is_some_and(|p| p.len() >= MAX_PROJECTS) {
+        return Err(AppError::Conflict(format!(
+            "this key already reaches {MAX_PROJECTS} projects; ask an admin for another key"
+        )));
+    }
     let idempotent = Idempotent::from_request(&headers, &caller, "POST /api/v1/projects", &body)?;
     // A member's new project joins its key, so it can go on working on it.
     let owner = (caller.role() == KeyRole::Member).then(|| caller.key_id());

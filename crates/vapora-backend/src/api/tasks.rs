@@ -149,9 +149,13 @@ pub async fn history(
 ) -> Result<Json<TaskHistory>, AppError> {
     let id: TaskId = parse_id("task", &id)?;
     see_task(&state, &caller, id).await?;
-    let (limit, from) = page.parse::<usize>("history cursor")?;
+    // A u32: no history is longer, and storage takes numbers up to i64.
+    let (limit, from) = page.parse::<u32>("history cursor")?;
     Ok(Json(
-        state.task_service.history(id, from.unwrap_or(0), limit).await?,
+        state
+            .task_service
+            .history(id, from.unwrap_or(0) as usize, limit)
+            .await?,
     ))
 }
 

@@ -7,8 +7,9 @@
 //! client that cannot take a single message within [`SEND_TIMEOUT`] is
 //! disconnected.
 //!
-//! A client sees the events of its key's projects only (admins: all), plus
-//! agent events, which belong to no project. Browsers, which cannot set an
+//! A client sees the events of its key's projects only; an admin also sees
+//! agent events, which belong to no project (they name the task an agent
+//! runs, whatever its project, so scoped keys do not get them). Browsers, which cannot set an
 //! `Authorization` header here, offer the key as a subprotocol (see
 //! `auth::middleware`); the server selects [`WS_PROTOCOL`].
 //!
@@ -48,7 +49,7 @@ pub struct WsQuery {
 }
 
 /// Which events a connection forwards: those of one project, or of the
-/// caller's projects (`None`: all), plus every agent event.
+/// caller's projects (`None`: all, agent events included).
 #[derive(Debug)]
 struct EventFilter {
     project: Option<ProjectId>,
@@ -57,7 +58,9 @@ struct EventFilter {
 
 impl EventFilter {
     fn admits(&self, project: Option<ProjectId>) -> bool {
-        let Some(project) = project else { return true };
+        let Some(project) = project else {
+            return self.scope.is_none();
+        };
         self.project.is_none_or(|wanted| wanted == project)
             && self.scope.as_ref().is_none_or(|scope| scope.contains(&project))
     }

@@ -8,6 +8,7 @@
 //! events between them. Expiry is checked on every request.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -28,8 +29,8 @@ pub const CACHE_TTL: Duration = Duration::from_millis(500);
 const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// Longest key name accepted.
 const MAX_NAME_CHARS: usize = 100;
-/// Most projects one key may list.
-const MAX_PROJECTS: usize = 100;
+/// Most projects one key may list, at issue and as its member creates more.
+pub const MAX_PROJECTS: usize = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -113,6 +114,8 @@ pub struct Keys {
     db: Database,
     hasher: KeyHasher,
     cache: Arc<RwLock<HashMap<KeyId, Cached>>>,
+    /// Bumped by every [`Self::forget`] (see [`Self::lookup`]).
+    forgets: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -129,6 +132,7 @@ impl Keys {
             db,
             hasher,
             cache: Arc::default(),
+            forgets: Arc::default(),
         }
     }
 
@@ -162,30 +166,49 @@ impl Keys {
         {
             return Ok(Some(cached.key.clone()));
         }
-        let Some(key) = self.db.get_api_key(id).await? else {
-            self.forget(id);
-            return Ok(None);
+        // A revocation on this replica between our read and our caching
+        // would put the old copy back; a read that saw a `forget` happen
+        // meanwhile is done again, so the revoking replica never serves it.
+        let mut forgets = self.forgets.load(Ordering::Acquire);
+        let key = loop {
+            let Some(key) = self.db.get_api_key(id).await? else {
+                self.forget(id);
+                return Ok(None);
+            };
+            let now = self.forgets.load(Ordering::Acquire);
+            if now == forgets {
+                break Arc::new(key);
+            }
+            forgets = now;
         };
-        let now = Utc::now();
-        if key.info.revoked_at.is_none() && key.info.last_used_at.is_none_or(|at| now - at > TOUCH_EVERY) {
-            let db = self.db.clone();
-            let id = id.to_owned();
-            // Bookkeeping only: a request never waits for it.
-            tokio::spawn(async move {
-                if let Err(e) = db.touch_api_key(&id, now).await {
-                    tracing::debug!(key_id = %id, error = %e, "last_used_at not written");
-                }
-            });
+        self.touch_if_due(&key);
+        let mut cache = self.cache.write().expect("key cache lock");
+        if self.forgets.load(Ordering::Acquire) == forgets {
+            cache.insert(
+                id.to_owned(),
+                Cached {
+                    key: key.clone(),
+                    read_at: Instant::now(),
+                },
+            );
         }
-        let key = Arc::new(key);
-        self.cache.write().expect("key cache lock").insert(
-            id.to_owned(),
-            Cached {
-                key: key.clone(),
-                read_at: Instant::now(),
-            },
-        );
         Ok(Some(key))
+    }
+
+    /// Records when a key was last used, at most every [`TOUCH_EVERY`].
+    fn touch_if_due(&self, key: &ApiKey) {
+        let now = Utc::now();
+        if key.info.revoked_at.is_some() || key.info.last_used_at.is_some_and(|at| now - at <= TOUCH_EVERY) {
+            return;
+        }
+        let db = self.db.clone();
+        let id = key.info.id.clone();
+        // Bookkeeping only: a request never waits for it.
+        tokio::spawn(async move {
+            if let Err(e) = db.touch_api_key(&id, now).await {
+                tracing::debug!(key_id = %id, error = %e, "last_used_at not written");
+            }
+        });
     }
 
     /// The key with id `id` if it is still usable (not revoked, not
@@ -196,7 +219,9 @@ impl Keys {
     }
 
     fn forget(&self, id: &str) {
-        self.cache.write().expect("key cache lock").remove(id);
+        let mut cache = self.cache.write().expect("key cache lock");
+        self.forgets.fetch_add(1, Ordering::AcqRel);
+        cache.remove(id);
     }
 
     /// Issues a key; `issuer` is logged, and the secret is returned once.
@@ -293,11 +318,18 @@ impl Keys {
     /// Revokes a key at once on this replica, within [`CACHE_TTL`] on the
     /// others. Revoking a revoked key changes nothing.
     pub async fn revoke(&self, id: &str, by: &Caller) -> Result<KeyInfo, AppError> {
-        let revoked = self
-            .db
-            .revoke_api_key(id, Utc::now())
-            .await?
-            .ok_or_else(|| AppError::not_found("key", id))?;
+        let mut race = 0;
+        let revoked = loop {
+            // The key record is also written by `last_used_at` and by a
+            // member's new project; a lost race is retried, not reported.
+            match self.db.revoke_api_key(id, Utc::now()).await {
+                Err(StorageError::Conflict) if race < 8 => {
+                    crate::storage::back_off(race).await;
+                    race += 1;
+                }
+                outcome => break outcome?.ok_or_else(|| AppError::not_found("key", id))?,
+            }
+        };
         self.forget(id);
         tracing::info!(key_id = %id, by = %by.key_id(), "API key revoked");
         Ok(revoked)

@@ -67,9 +67,12 @@ impl Database {
             "UPDATE type::record('api_key', $id) SET revoked_at = revoked_at ?? $at RETURN NONE;
              SELECT {COLUMNS} OMIT hash FROM type::record('api_key', $id);"
         );
+        // `check` surfaces a failed UPDATE (a conflict with a concurrent
+        // write to the key), which `take(1)` alone would pass over.
         let mut response = self
             .call(self.db.query(sql).bind(json!({ "id": id, "at": at })))
-            .await?;
+            .await?
+            .check()?;
         let rows: Vec<serde_json::Value> = response.take(1)?;
         rows.into_iter().next().map(from_record).transpose()
     }

@@ -441,3 +441,30 @@ async fn key_requests_are_validated_and_expired_keys_refused() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_scoped_key_does_not_learn_which_task_an_agent_runs() {
+    let app = spawn_app().await;
+    app.llm.set_default(crate::support::slow_script());
+    let p = two_projects(&app).await;
+    let running = app.create_task(&p.b, json!({})).await;
+    app.wait_for_status(&running["id"], "running").await;
+    let (key, _) = app.issue_key("viewer", &[&p.a]).await;
+    let running_task = |agents: &Value| -> Vec<Value> {
+        agents["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["current_task"].clone())
+            .filter(|t| !t.is_null())
+            .collect()
+    };
+    let (_, as_admin) = app.get("/api/v1/agents?limit=500").await;
+    assert_eq!(running_task(&as_admin), [running["id"].clone()], "{as_admin}");
+    let (status, as_viewer) = app.api_as(&key).get("/api/v1/agents?limit=500").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(running_task(&as_viewer).is_empty(), "{as_viewer}");
+    assert!(!as_viewer.to_string().contains(running["id"].as_str().unwrap()));
+    let _ = app.cancel(&running["id"]).await;
+    app.stop().await;
+}

@@ -195,3 +195,24 @@ async fn an_oversized_request_head_is_refused_with_431() {
     assert_eq!(app.get("/api/v1/me").await.0, StatusCode::OK);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_history_cursor_past_any_history_is_refused_as_bad_input() {
+    let app = spawn_app().await;
+    let project = app.create_project("p").await;
+    let task = app
+        .create_task(&project["id"], json!({ "dispatch": false }))
+        .await;
+    let id = task["id"].as_str().unwrap();
+    for cursor in ["18446744073709551615", "4294967296", "-1"] {
+        let (status, body) = app
+            .get(&format!("/api/v1/tasks/{id}/history?cursor={cursor}"))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{cursor}: {body}");
+    }
+    let (status, _) = app
+        .get(&format!("/api/v1/tasks/{id}/history?cursor=4294967295"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    app.stop().await;
+}

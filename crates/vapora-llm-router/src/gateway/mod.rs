@@ -16,6 +16,7 @@ pub mod keys;
 mod openai_api;
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
@@ -23,7 +24,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router as HttpRouter};
+use axum::{Extension, Json, Router as HttpRouter};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -46,10 +47,14 @@ pub struct Gateway {
 
 /// The gateway's HTTP routes over `router`, for callers holding `keys`.
 pub fn app(router: Router, keys: GatewayKeys) -> HttpRouter {
-    HttpRouter::new()
+    let gateway = Gateway { router, keys };
+    // Keyed routes check the key before anything reads the body.
+    let keyed = HttpRouter::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
         .route("/api/v1/budgets", get(budgets))
+        .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), require_key));
+    keyed
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
         .fallback(|| async {
@@ -60,7 +65,18 @@ pub fn app(router: Router, keys: GatewayKeys) -> HttpRouter {
             }
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(Gateway { router, keys })
+        .with_state(gateway)
+}
+
+/// Puts the caller's [`keys::GatewayKey`] in the request, or answers 401.
+async fn require_key(
+    State(gateway): State<Gateway>,
+    mut request: Request,
+    next: axum::middleware::Next,
+) -> Result<Response, GatewayError> {
+    let caller = gateway.keys.authenticate(request.headers())?;
+    request.extensions_mut().insert(caller);
+    Ok(next.run(request).await)
 }
 
 /// A JSON body, rejected as an OpenAI-style error.
@@ -108,12 +124,12 @@ fn now_secs() -> u64 {
 }
 
 async fn chat_completions(
-    State(Gateway { router, keys }): State<Gateway>,
+    State(Gateway { router, .. }): State<Gateway>,
+    Extension(caller): Extension<Arc<keys::GatewayKey>>,
     headers: HeaderMap,
     OpenAiJson(body): OpenAiJson,
 ) -> Result<Response, GatewayError> {
     let received = Instant::now();
-    let caller = keys.authenticate(&headers)?;
     let stream = body.stream;
     let include_usage = body.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let request = body
@@ -234,11 +250,7 @@ impl FrameSender {
     }
 }
 
-async fn models(
-    State(Gateway { router, keys }): State<Gateway>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, GatewayError> {
-    keys.authenticate(&headers)?;
+async fn models(State(Gateway { router, .. }): State<Gateway>) -> Json<Value> {
     let mut data: Vec<Value> = router
         .routes()
         .iter()
@@ -257,15 +269,11 @@ async fn models(
         let pricing = router.provider(&t.provider).and_then(|p| p.models.get(&t.model).copied()).unwrap_or_default();
         json!({ "id": t.to_string(), "object": "model", "created": 0, "owned_by": t.provider, "pricing": pricing })
     }));
-    Ok(Json(json!({ "object": "list", "data": data })))
+    Json(json!({ "object": "list", "data": data }))
 }
 
-async fn budgets(
-    State(Gateway { router, keys }): State<Gateway>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, GatewayError> {
-    keys.authenticate(&headers)?;
-    Ok(Json(json!({ "budgets": router.budgets().statuses() })))
+async fn budgets(State(Gateway { router, .. }): State<Gateway>) -> Json<Value> {
+    Json(json!({ "budgets": router.budgets().statuses() }))
 }
 
 async fn metrics(State(Gateway { router, .. }): State<Gateway>) -> impl IntoResponse {
