@@ -96,7 +96,26 @@ fn admin_key_of(settings: &Settings) -> String {
         .to_owned()
 }
 
+/// Where every in-process backend of this test binary logs (INFO and up);
+/// `scripts/test` scans it for secrets once the suite has run.
+pub const LOG_FILE: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/api-tests.log");
+
+/// Sends this binary's logs to [`LOG_FILE`], once.
+fn capture_logs() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let file = std::fs::File::create(LOG_FILE).expect("log file");
+        let filter = tracing_subscriber::EnvFilter::new("info,surrealdb=warn,surrealkv=warn");
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init();
+    });
+}
+
 fn serve(app: Application, llm: FakeProvider, admin_key: String) -> TestApp {
+    capture_logs();
     let addr = app.local_addr();
     let state = app.state().clone();
     let (stop, stopped) = oneshot::channel::<()>();
