@@ -8,7 +8,8 @@
 //! Requests that arrive while the first still runs wait for its answer.
 //! Keys are per API key and per route: two clients cannot collide.
 //!
-//! A failed request gives its key back, so it can be retried. A claim whose
+//! Expired records are deleted at start-up and hourly (`startup`'s
+//! housekeeping). A failed request gives its key back, so it can be retried. A claim whose
 //! request died (a crash between claim and answer) is taken over after
 //! [`ABANDONED_AFTER`]; if that request had already stored its task, the
 //! retry makes a second one. Closing that window would need the claim and

@@ -95,16 +95,11 @@ impl Application {
                 tracing::warn!("VAPORA_AUTH=off: every request is treated as an admin's; never expose this")
             }
         }
-        tokio::spawn(forget_idle_rate_buckets(
+        tokio::spawn(housekeeping(
             state.limits.clone(),
+            db.clone(),
             state.shutdown.clone(),
         ));
-        let swept = db
-            .sweep_idempotency(chrono::Utc::now().timestamp_millis())
-            .await?;
-        if swept > 0 {
-            tracing::info!(records = swept, "expired idempotency records deleted");
-        }
         let broker = match &settings.nats_url {
             Some(url) => {
                 let client = broker::connect(url, &settings.nats_credentials).await?;
@@ -233,15 +228,27 @@ impl Application {
     }
 }
 
-/// Drops the rate buckets of keys that have been idle long enough to be
-/// full again, once a minute, until shutdown.
-async fn forget_idle_rate_buckets(limits: crate::limits::Limits, stop: CancellationToken) {
+/// Until shutdown: once a minute, drops the rate buckets of keys idle long
+/// enough to be full again; at start and then hourly, deletes expired
+/// idempotency records (a failed sweep is tried again an hour later).
+async fn housekeeping(limits: crate::limits::Limits, db: Database, stop: CancellationToken) {
+    const SWEEP_EVERY_MINUTES: u32 = 60;
     let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    let mut minute = 0u32;
     loop {
         tokio::select! {
-            _ = every.tick() => limits.forget_idle(),
+            _ = every.tick() => {}
             () = stop.cancelled() => return,
         }
+        limits.forget_idle();
+        if minute.is_multiple_of(SWEEP_EVERY_MINUTES) {
+            match db.sweep_idempotency(chrono::Utc::now().timestamp_millis()).await {
+                Ok(0) => {}
+                Ok(swept) => tracing::info!(records = swept, "expired idempotency records deleted"),
+                Err(e) => tracing::debug!(error = %e, "idempotency sweep failed; next in an hour"),
+            }
+        }
+        minute = minute.wrapping_add(1);
     }
 }
 

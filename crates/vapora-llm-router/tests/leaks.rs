@@ -139,7 +139,7 @@ async fn a_keys_budget_is_charged_by_the_key_and_listed_without_it() {
     );
     let keys = RouterConfig::parse(&toml, []).unwrap().gateway_keys().unwrap();
     let router = build(&toml).await;
-    let url = serve(router, keys).await;
+    let url = serve(router.clone(), keys).await;
     let http = reqwest::Client::new();
     // A header naming another budget changes nothing: only the key counts.
     let response = http
@@ -174,5 +174,15 @@ async fn a_keys_budget_is_charged_by_the_key_and_listed_without_it() {
         budget["spent_usd"].as_f64().unwrap()
     };
     assert!(spent("team-a") > 0.0, "the key's budget was charged: {listing}");
-    assert_eq!(spent(caller_key), 0.0, "the header chose nothing: {listing}");
+    // Another key's budget is not listed to this key; the router's own
+    // accounts show the header charged nothing to it.
+    let other = vapora_llm_router::fingerprint::api_key_budget(caller_key);
+    assert!(!listing.to_string().contains(&other), "{listing}");
+    let untouched = router
+        .budgets()
+        .statuses()
+        .into_iter()
+        .find(|b| b.key == other)
+        .unwrap();
+    assert_eq!(untouched.spent_usd, 0.0, "the header chose nothing");
 }

@@ -6,7 +6,8 @@
 //!   charged (and, when `model` is a route-less default, the role's route);
 //!   the key that authenticated is charged its per-key budget.
 //! - `GET /v1/models` — routes and targets.
-//! - `GET /api/v1/budgets` — limit, spent, reserved and period of each budget.
+//! - `GET /api/v1/budgets` — limit, spent, reserved and period of the role
+//!   budgets and the caller's own key budget.
 //! - `GET /metrics`, `GET /health`: no key needed.
 //!
 //! Every other route needs a configured key (see [`keys`]).
@@ -272,8 +273,20 @@ async fn models(State(Gateway { router, .. }): State<Gateway>) -> Json<Value> {
     Json(json!({ "object": "list", "data": data }))
 }
 
-async fn budgets(State(Gateway { router, .. }): State<Gateway>) -> Json<Value> {
-    Json(json!({ "budgets": router.budgets().statuses() }))
+/// The role budgets and the caller's own key budget; other keys' budgets
+/// are theirs to see.
+async fn budgets(
+    State(Gateway { router, .. }): State<Gateway>,
+    Extension(caller): Extension<Arc<keys::GatewayKey>>,
+) -> Json<Value> {
+    let own = crate::fingerprint::api_key_budget(&caller.name);
+    let visible: Vec<_> = router
+        .budgets()
+        .statuses()
+        .into_iter()
+        .filter(|b| !b.key.starts_with("api_key:") || b.key == own)
+        .collect();
+    Json(json!({ "budgets": visible }))
 }
 
 async fn metrics(State(Gateway { router, .. }): State<Gateway>) -> impl IntoResponse {
