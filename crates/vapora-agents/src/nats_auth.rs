@@ -39,22 +39,7 @@ enum NatsAuth {
 impl NatsCredentials {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingError> {
         let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        let secret = |name: &'static str| -> Result<Option<SecretString>, SettingError> {
-            if let Some(value) = get(name) {
-                return Ok(Some(SecretString::from(value)));
-            }
-            let file_setting = format!("{name}_FILE");
-            let Some(path) = get(&file_setting) else {
-                return Ok(None);
-            };
-            std::fs::read_to_string(&path)
-                .map(|text| Some(SecretString::from(text.trim().to_owned())))
-                .map_err(|e| SettingError {
-                    name,
-                    value: path,
-                    reason: format!("{file_setting} cannot be read: {e}"),
-                })
-        };
+        let secret = |name: &'static str| secret_setting(get, name);
         let mut ways = Vec::new();
         if let Some(user) = get("VAPORA_NATS_USER") {
             let password = secret("VAPORA_NATS_PASSWORD")?.ok_or_else(|| SettingError {
@@ -136,6 +121,29 @@ impl NatsCredentials {
         }
         Ok(options.require_tls(self.tls_required))
     }
+}
+
+/// A secret from `NAME`, or from the file named by `NAME_FILE` (a mounted
+/// secret; surrounding whitespace trimmed). The backend reads its own
+/// secrets the same way.
+pub fn secret_setting(
+    get: impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<SecretString>, SettingError> {
+    if let Some(value) = get(name) {
+        return Ok(Some(SecretString::from(value)));
+    }
+    let file_setting = format!("{name}_FILE");
+    let Some(path) = get(&file_setting) else {
+        return Ok(None);
+    };
+    std::fs::read_to_string(&path)
+        .map(|text| Some(SecretString::from(text.trim().to_owned())))
+        .map_err(|e| SettingError {
+            name,
+            value: path,
+            reason: format!("{file_setting} cannot be read: {e}"),
+        })
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use secrecy::SecretString;
 use crate::limits::{RateLimit, WsCaps};
 use vapora_agents::OutputLimits;
 use vapora_agents::jetstream::{DeliveryPolicy, SettingError};
-use vapora_agents::nats_auth::NatsCredentials;
+use vapora_agents::nats_auth::{NatsCredentials, secret_setting};
 use vapora_llm_router::{LlmError, ProviderConfig, ProviderKind};
 
 #[derive(Debug, Clone)]
@@ -167,7 +167,7 @@ impl Settings {
             port: parse(&get, "VAPORA_PORT", defaults.port)?,
             database_url: get("VAPORA_DATABASE_URL").unwrap_or(defaults.database_url),
             database_user: get("VAPORA_DATABASE_USER"),
-            database_pass: secret(&get, "VAPORA_DATABASE_PASS")?,
+            database_pass: secret_setting(&get, "VAPORA_DATABASE_PASS")?,
             queue_capacity: positive(
                 parse(&get, "VAPORA_QUEUE_CAPACITY", defaults.queue_capacity)?,
                 "VAPORA_QUEUE_CAPACITY",
@@ -214,7 +214,7 @@ impl Settings {
             },
             admin_key: get("VAPORA_ADMIN_KEY").map(SecretString::from),
             admin_key_file: get("VAPORA_ADMIN_KEY_FILE").map_or(defaults.admin_key_file, PathBuf::from),
-            key_pepper: secret(&get, "VAPORA_KEY_PEPPER")?,
+            key_pepper: secret_setting(&get, "VAPORA_KEY_PEPPER")?,
             metrics_require_key: parse(&get, "VAPORA_METRICS_REQUIRE_KEY", defaults.metrics_require_key)?,
             rate_limit: rate_limit(&get, defaults.rate_limit)?,
             ws_caps: WsCaps {
@@ -267,29 +267,6 @@ fn rate_limit(
         reason: "must be at least 1".into(),
     })?;
     Ok(Some(RateLimit { per_second, burst }))
-}
-
-/// A secret from `NAME`, or from the file named by `NAME_FILE` (a mounted
-/// secret; surrounding whitespace trimmed).
-fn secret(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-) -> Result<Option<SecretString>, SettingsError> {
-    if let Some(value) = get(name) {
-        return Ok(Some(SecretString::from(value)));
-    }
-    let file_setting = format!("{name}_FILE");
-    let Some(path) = get(&file_setting) else {
-        return Ok(None);
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(SecretString::from(text.trim().to_owned()))),
-        Err(e) => Err(SettingsError::Invalid {
-            name,
-            value: path,
-            reason: format!("{file_setting} cannot be read: {e}"),
-        }),
-    }
 }
 
 /// A positive, finite number of seconds.
