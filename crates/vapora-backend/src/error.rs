@@ -10,7 +10,8 @@ use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 use vapora_shared::lifecycle::ChangeRefused;
 use vapora_shared::{TransitionError, ValidationError};
 
@@ -51,6 +52,31 @@ pub enum AppError {
     /// A known key asking for something its role does not allow.
     #[error("{0}")]
     Forbidden(&'static str),
+}
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable `snake_case` code to branch on, e.g. `not_found`,
+    /// `validation_failed`, `rate_limited`.
+    #[schema(value_type = String)]
+    pub code: &'static str,
+    /// For people; its wording may change.
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: &'static str, message: String) -> Self {
+        Self {
+            error: ErrorDetail { code, message },
+        }
+    }
 }
 
 /// What a client is told about a storage failure: whether to retry, and
@@ -121,7 +147,7 @@ impl IntoResponse for AppError {
         {
             tracing::error!(error = %e, "storage failure");
         }
-        let body = Json(json!({ "error": { "code": code, "message": self.to_string() } }));
+        let body = Json(ErrorBody::new(code, self.to_string()));
         let mut response = (status, body).into_response();
         let retry_after = match &self {
             Self::QueueFull { retry_after, .. }

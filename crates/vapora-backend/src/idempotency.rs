@@ -24,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use utoipa::IntoParams;
 
 use crate::auth::Caller;
 use crate::error::AppError;
@@ -39,6 +40,23 @@ const WAIT_FOR_FIRST: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(10);
 /// Longest `Idempotency-Key` accepted.
 const MAX_KEY_LEN: usize = 255;
+
+/// The optional `Idempotency-Key` header of the create routes, as the API
+/// document states it; [`Idempotent::from_request`] reads and checks it.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKey {
+    /// Up to 255 visible ASCII characters. The same key and body within
+    /// 24 hours answer with the first response; another body, 422.
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[!-~]+$"
+    )]
+    #[allow(dead_code)] // documentation only
+    idempotency_key: Option<String>,
+}
 
 /// A create made with an `Idempotency-Key`.
 #[derive(Debug)]

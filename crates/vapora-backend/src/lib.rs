@@ -17,6 +17,7 @@ pub mod events;
 pub mod idempotency;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod queue;
 pub mod server;
 pub mod services;

@@ -8,6 +8,8 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
 /// The roles every fresh deployment knows.
 pub const DEFAULT_ROLES: [&str; 8] = [
@@ -53,6 +55,22 @@ impl Role {
         &self.0
     }
 }
+
+/// Written by hand: the derive cannot state the slug's pattern on a newtype.
+impl utoipa::PartialSchema for Role {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$"))
+            .description(Some(
+                "A role slug: 1-64 characters of a-z, 0-9 and inner '-'. The deployment's configuration says which roles exist.",
+            ))
+            .examples(["developer"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Role {}
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

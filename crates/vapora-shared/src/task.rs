@@ -12,13 +12,14 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::{AgentId, ProjectId, Role, TaskId};
 
 pub const MAX_TITLE_LEN: usize = 500;
 pub const MAX_DESCRIPTION_LEN: usize = 64 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     Todo,
@@ -102,7 +103,9 @@ impl fmt::Display for TaskStatus {
 }
 
 /// Dispatch priority; the queue serves `critical` first, FIFO within one level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     Low,
@@ -117,7 +120,7 @@ impl Priority {
 }
 
 /// What an agent produced, with the accounting needed for cost reports.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TaskResult {
     pub output: String,
     pub provider: String,
@@ -137,7 +140,7 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Task {
     pub id: TaskId,
     pub project_id: ProjectId,
@@ -202,12 +205,15 @@ pub(crate) fn validate_text(
 }
 
 /// Body of `POST /api/v1/tasks`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTask {
     pub project_id: ProjectId,
+    /// Not blank.
+    #[schema(min_length = 1, max_length = 500)]
     pub title: String,
     #[serde(default)]
+    #[schema(max_length = 65536)]
     pub description: String,
     pub role: Role,
     #[serde(default)]
@@ -216,6 +222,7 @@ pub struct NewTask {
     pub requires_approval: bool,
     /// Queue the task for an agent right away (the default) or leave it in `todo`.
     #[serde(default = "default_true")]
+    #[schema(default = true)]
     pub dispatch: bool,
 }
 
@@ -252,10 +259,13 @@ impl NewTask {
 }
 
 /// Body of `PATCH /api/v1/tasks/{id}`: only the fields present change.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskPatch {
+    /// Not blank.
+    #[schema(min_length = 1, max_length = 500)]
     pub title: Option<String>,
+    #[schema(max_length = 65536)]
     pub description: Option<String>,
     pub role: Option<Role>,
     pub priority: Option<Priority>,

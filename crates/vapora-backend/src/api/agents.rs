@@ -6,22 +6,27 @@
 
 use axum::extract::State;
 use serde::Serialize;
+use utoipa::ToSchema;
 use vapora_shared::{Agent, AgentId};
 
 use crate::api::SharedState;
 use crate::api::extract::{Json, Path, Query};
 use crate::api::paging::{PageQuery, page_limit};
 use crate::auth::Caller;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 
 /// One page of `GET /api/v1/agents`, in id order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AgentPage {
     pub items: Vec<Agent>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     pub next_cursor: Option<AgentId>,
 }
 
+/// The registered agents, in id order.
+#[utoipa::path(get, path = "/agents", operation_id = "list_agents", tag = "agents",
+    params(PageQuery),
+    responses((status = 200, description = "One page", body = AgentPage)))]
 pub async fn list(
     State(state): State<SharedState>,
     caller: Caller,
@@ -34,6 +39,12 @@ pub async fn list(
     Ok(Json(AgentPage { items, next_cursor }))
 }
 
+#[utoipa::path(get, path = "/agents/{id}", operation_id = "get_agent", tag = "agents",
+    params(("id" = AgentId, Path)),
+    responses(
+        (status = 200, description = "The agent", body = Agent),
+        (status = 404, description = "No such agent", body = ErrorBody),
+    ))]
 pub async fn get(
     State(state): State<SharedState>,
     caller: Caller,

@@ -8,7 +8,7 @@ use crate::api::extract::{Json, Path, Query};
 use crate::api::paging::{PageQuery, page_limit};
 use crate::auth::keys::{IssuedKey, KeyPage};
 use crate::auth::{Caller, KeyInfo, Keys, NewKey};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 
 /// The key service; `None` only when authentication is off.
 fn keys(state: &SharedState) -> Result<&Keys, AppError> {
@@ -19,6 +19,14 @@ fn keys(state: &SharedState) -> Result<&Keys, AppError> {
     })
 }
 
+/// Issues a key. Its secret is in this answer only. Admins only.
+#[utoipa::path(post, path = "/keys", operation_id = "create_key", tag = "keys",
+    request_body = NewKey,
+    responses(
+        (status = 201, description = "The new key, secret included", body = IssuedKey),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+        (status = 409, description = "Authentication is off", body = ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<SharedState>,
     caller: Caller,
@@ -29,6 +37,14 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(issued)))
 }
 
+/// Every key, revoked ones included, without secrets. Admins only.
+#[utoipa::path(get, path = "/keys", operation_id = "list_keys", tag = "keys",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "One page", body = KeyPage),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+        (status = 409, description = "Authentication is off", body = ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<SharedState>,
     caller: Caller,
@@ -39,6 +55,15 @@ pub async fn list(
     Ok(Json(keys(&state)?.list(page.cursor, limit).await?))
 }
 
+/// Revokes a key at once, on every replica. Admins only.
+#[utoipa::path(delete, path = "/keys/{id}", operation_id = "revoke_key", tag = "keys",
+    params(("id" = String, Path, description = "The key's id: the 16 hex digits after `vk_`")),
+    responses(
+        (status = 200, description = "The revoked key", body = KeyInfo),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+        (status = 404, description = "No such key", body = ErrorBody),
+        (status = 409, description = "Authentication is off", body = ErrorBody),
+    ))]
 pub async fn revoke(
     State(state): State<SharedState>,
     caller: Caller,
@@ -49,6 +74,8 @@ pub async fn revoke(
 }
 
 /// The caller's own key.
+#[utoipa::path(get, path = "/me", operation_id = "get_own_key", tag = "keys",
+    responses((status = 200, description = "The key that made this request", body = KeyInfo)))]
 pub async fn me(caller: Caller) -> Json<KeyInfo> {
     Json(caller.info().clone())
 }

@@ -11,6 +11,10 @@ use vapora_shared::AgentStatus;
 use crate::api::SharedState;
 use crate::metrics::Gauges;
 
+/// The Prometheus text format. Needs a key only when
+/// `VAPORA_METRICS_REQUIRE_KEY` is set.
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations", security((), ("api_key" = [])),
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
 pub async fn render(State(state): State<SharedState>) -> impl IntoResponse {
     let agents = state.agent_registry.list().await;
     let gauges = Gauges {

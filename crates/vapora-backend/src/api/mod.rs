@@ -16,7 +16,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use state::{AppState, SharedState};
 
@@ -25,41 +26,42 @@ use crate::error::AppError;
 /// Largest request body accepted; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// The whole API as a router; tests call this directly.
+/// The whole API as a router, its OpenAPI document and Swagger UI
+/// included; tests call this directly.
 pub fn router(state: AppState, metrics_require_key: bool) -> Router {
     let state = std::sync::Arc::new(state);
     let require_key = from_fn_with_state(state.clone(), crate::auth::middleware::require_key);
-    let v1 = Router::new()
-        .route("/projects", post(projects::create).get(projects::list))
-        .route(
-            "/projects/{id}",
-            get(projects::get)
-                .patch(projects::update)
-                .delete(projects::delete),
-        )
-        .route("/projects/{id}/board", get(projects::board))
-        .route("/tasks", post(tasks::create).get(tasks::list))
-        .route("/tasks/{id}", get(tasks::get).patch(tasks::update))
-        .route("/tasks/{id}/cancel", post(tasks::cancel))
-        .route("/tasks/{id}/retry", post(tasks::retry))
-        .route("/tasks/{id}/history", get(tasks::history))
-        .route("/dead-letters", get(tasks::dead_letters))
-        .route("/agents", get(agents::list))
-        .route("/agents/{id}", get(agents::get))
-        .route("/keys", post(keys::create).get(keys::list))
-        .route("/keys/{id}", axum::routing::delete(keys::revoke))
-        .route("/me", get(keys::me))
-        .route("/ws", get(ws::subscribe))
+    // Routes go through `routes!`, which takes each one's path and method
+    // from its `#[utoipa::path]`: what is served is what is documented.
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(projects::create, projects::list))
+        .routes(routes!(projects::get, projects::update, projects::delete))
+        .routes(routes!(projects::board))
+        .routes(routes!(tasks::create, tasks::list))
+        .routes(routes!(tasks::get, tasks::update))
+        .routes(routes!(tasks::cancel))
+        .routes(routes!(tasks::retry))
+        .routes(routes!(tasks::history))
+        .routes(routes!(tasks::dead_letters))
+        .routes(routes!(agents::list))
+        .routes(routes!(agents::get))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::revoke))
+        .routes(routes!(keys::me))
+        .routes(routes!(ws::subscribe))
         .route_layer(require_key.clone());
-    let mut metrics = Router::new().route("/metrics", get(metrics::render));
+    let mut metrics = OpenApiRouter::new().routes(routes!(metrics::render));
     if metrics_require_key {
         metrics = metrics.route_layer(require_key);
     }
-    Router::new()
-        .route("/health", get(health::health))
-        .route("/ready", get(health::ready))
+    let (routes, document) = OpenApiRouter::with_openapi(crate::openapi::skeleton())
+        .routes(routes!(health::health))
+        .routes(routes!(health::ready))
         .merge(metrics)
         .nest("/api/v1", v1)
+        .split_for_parts();
+    routes
+        .merge(crate::openapi::docs(crate::openapi::finish(document)))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

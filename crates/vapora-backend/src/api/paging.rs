@@ -2,6 +2,7 @@
 //! so that no response grows with the data.
 
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::api::extract::parse_id;
 use crate::error::AppError;
@@ -24,10 +25,14 @@ pub fn page_limit(limit: Option<usize>) -> Result<usize, AppError> {
 }
 
 /// Query string of the endpoints paged by `limit` and `cursor` alone.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Items per page; 50 when absent.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 

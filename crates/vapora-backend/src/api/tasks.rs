@@ -7,25 +7,35 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
-use vapora_shared::{NewTask, Role, Task, TaskId, TaskPatch, TaskStatus};
+use utoipa::IntoParams;
+use vapora_shared::{NewTask, ProjectId, Role, Task, TaskId, TaskPatch, TaskStatus};
 
 use crate::api::extract::{Json, Path, Query, parse_id};
 use crate::api::paging::{PageQuery, page_limit};
 use crate::api::{AppState, SharedState};
 use crate::auth::Caller;
-use crate::error::AppError;
-use crate::idempotency::{Idempotent, create_once};
+use crate::error::{AppError, ErrorBody};
+use crate::idempotency::{IdempotencyKey, Idempotent, create_once};
 use crate::services::{TaskHistory, TaskPage};
 use crate::storage::{DeadLetter, TaskFilter};
 
 /// Query string of `GET /api/v1/tasks`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this project's tasks.
+    #[param(value_type = Option<ProjectId>)]
     project_id: Option<String>,
+    #[param(value_type = Option<TaskStatus>)]
     status: Option<String>,
+    #[param(value_type = Option<Role>)]
     role: Option<String>,
+    /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<TaskId>)]
     cursor: Option<String>,
+    /// Tasks per page; 50 when absent.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -62,7 +72,18 @@ impl ListQuery {
     }
 }
 
-/// 201 with the task; with an `Idempotency-Key`, at most once per key.
+/// Creates a task in a project and, unless `dispatch` is false, queues it
+/// for an agent of its role. With an `Idempotency-Key`, a repeat within 24
+/// hours gets the first answer back and makes no second task.
+#[utoipa::path(post, path = "/tasks", operation_id = "create_task", tag = "tasks",
+    params(IdempotencyKey),
+    request_body = NewTask,
+    responses(
+        (status = 201, description = "Created (or, with `Idempotent-Replayed: true`, the first answer again)", body = Task),
+        (status = 403, description = "A viewer key", body = ErrorBody),
+        (status = 404, description = "No such project within the key's reach", body = ErrorBody),
+        (status = 409, description = "The first request with this `Idempotency-Key` is still running", body = ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<SharedState>,
     caller: Caller,
@@ -75,6 +96,10 @@ pub async fn create(
     create_once(&state.db, idempotent, state.task_service.create(body)).await
 }
 
+/// The tasks the key reaches, oldest first, filtered by the query.
+#[utoipa::path(get, path = "/tasks", operation_id = "list_tasks", tag = "tasks",
+    params(ListQuery),
+    responses((status = 200, description = "One page", body = TaskPage)))]
 pub async fn list(
     State(state): State<SharedState>,
     caller: Caller,
@@ -83,6 +108,9 @@ pub async fn list(
     Ok(Json(state.task_service.list(query.into_filter(&caller)?).await?))
 }
 
+#[utoipa::path(get, path = "/tasks/{id}", operation_id = "get_task", tag = "tasks",
+    params(("id" = TaskId, Path)),
+    responses((status = 200, description = "The task", body = Task), (status = 404, description = "No such task within the key's reach", body = ErrorBody)))]
 pub async fn get(
     State(state): State<SharedState>,
     caller: Caller,
@@ -113,6 +141,17 @@ async fn change_task(state: &AppState, caller: &Caller, raw_id: &str) -> Result<
     Ok(id)
 }
 
+/// Edits the fields present, or moves the task on the board with `status`
+/// (`todo`, `queued`, `cancelled`; `done` from `review` approves it).
+#[utoipa::path(patch, path = "/tasks/{id}", operation_id = "update_task", tag = "tasks",
+    params(("id" = TaskId, Path)),
+    request_body = TaskPatch,
+    responses(
+        (status = 200, description = "The changed task", body = Task),
+        (status = 403, description = "A viewer key", body = ErrorBody),
+        (status = 404, description = "No such task within the key's reach", body = ErrorBody),
+        (status = 409, description = "A move the lifecycle does not allow, an edit while running, or a concurrent change", body = ErrorBody),
+    ))]
 pub async fn update(
     State(state): State<SharedState>,
     caller: Caller,
@@ -123,6 +162,14 @@ pub async fn update(
     Ok(Json(state.task_service.patch(id, patch).await?))
 }
 
+#[utoipa::path(post, path = "/tasks/{id}/cancel", operation_id = "cancel_task", tag = "tasks",
+    params(("id" = TaskId, Path)),
+    responses(
+        (status = 200, description = "The cancelled task", body = Task),
+        (status = 403, description = "A viewer key", body = ErrorBody),
+        (status = 404, description = "No such task within the key's reach", body = ErrorBody),
+        (status = 409, description = "The task is done or cancelled already, or a concurrent change", body = ErrorBody),
+    ))]
 pub async fn cancel(
     State(state): State<SharedState>,
     caller: Caller,
@@ -132,6 +179,15 @@ pub async fn cancel(
     Ok(Json(state.task_service.cancel(id).await?))
 }
 
+/// Queues a failed task again, as a new attempt.
+#[utoipa::path(post, path = "/tasks/{id}/retry", operation_id = "retry_task", tag = "tasks",
+    params(("id" = TaskId, Path)),
+    responses(
+        (status = 200, description = "The queued task", body = Task),
+        (status = 403, description = "A viewer key", body = ErrorBody),
+        (status = 404, description = "No such task within the key's reach", body = ErrorBody),
+        (status = 409, description = "The task has not failed, or a concurrent change", body = ErrorBody),
+    ))]
 pub async fn retry(
     State(state): State<SharedState>,
     caller: Caller,
@@ -141,6 +197,11 @@ pub async fn retry(
     Ok(Json(state.task_service.retry(id).await?))
 }
 
+/// The task's status changes, oldest first, and the worker reports its
+/// attempt fence refused.
+#[utoipa::path(get, path = "/tasks/{id}/history", operation_id = "get_task_history", tag = "tasks",
+    params(("id" = TaskId, Path), PageQuery),
+    responses((status = 200, description = "One page of the history", body = TaskHistory), (status = 404, description = "No such task within the key's reach", body = ErrorBody)))]
 pub async fn history(
     State(state): State<SharedState>,
     caller: Caller,
@@ -160,13 +221,23 @@ pub async fn history(
 }
 
 /// Query string of `GET /api/v1/dead-letters`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeadLetterQuery {
+    /// At most this many; 50 when absent.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
-/// Admins only: dead letters name tasks of every project.
+/// Task messages the broker gave up delivering. Admins only: dead letters
+/// name tasks of every project.
+#[utoipa::path(get, path = "/dead-letters", operation_id = "list_dead_letters", tag = "tasks",
+    params(DeadLetterQuery),
+    responses(
+        (status = 200, description = "The most recent dead letters", body = Vec<DeadLetter>),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+    ))]
 pub async fn dead_letters(
     State(state): State<SharedState>,
     caller: Caller,

@@ -21,19 +21,22 @@
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::http::StatusCode;
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
+use utoipa::IntoParams;
 use vapora_shared::ProjectId;
 
 use crate::api::SharedState;
 use crate::api::extract::{Query, parse_id};
 use crate::auth::middleware::WS_PROTOCOL;
 use crate::auth::{Caller, KeyId, Keys};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often an open connection re-checks its key: a revoked or expired
@@ -43,8 +46,11 @@ const KEY_RECHECK: Duration = Duration::from_secs(1);
 /// Largest frame, and largest message, a client may send.
 pub const MAX_INCOMING_BYTES: usize = 16 * 1024;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WsQuery {
+    /// Only this project's events.
+    #[param(value_type = Option<ProjectId>)]
     project_id: Option<String>,
 }
 
@@ -66,12 +72,31 @@ impl EventFilter {
     }
 }
 
+/// Upgrades to a WebSocket of JSON events, `{"type":…,"data":…}`. Browsers
+/// offer the key as a subprotocol: `new WebSocket(url, ["vapora.v1", key])`.
+#[utoipa::path(get, path = "/ws", operation_id = "subscribe_events", tag = "events",
+    params(WsQuery),
+    responses(
+        (status = 101, description = "Switched to a WebSocket; the server selects the `vapora.v1` subprotocol"),
+        (status = 404, description = "No such project within the key's reach", body = ErrorBody),
+        (status = 426, description = "Not a WebSocket upgrade request", body = ErrorBody),
+    ))]
 pub async fn subscribe(
     State(state): State<SharedState>,
     caller: Caller,
     Query(query): Query<WsQuery>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
+    // A plain GET gets the API's JSON error, not axum's text one; 426 for
+    // every malformed upgrade tells the client what this route wants.
+    let upgrade = upgrade.map_err(|rejection| AppError::BadRequest {
+        code: "websocket_upgrade_required",
+        message: format!(
+            "this route only serves WebSocket upgrades: {}",
+            rejection.body_text()
+        ),
+        status: StatusCode::UPGRADE_REQUIRED,
+    })?;
     let project: Option<ProjectId> = query
         .project_id
         .as_deref()

@@ -54,10 +54,7 @@ impl PresentedKey {
     pub fn parse(text: &str) -> Result<Self, MalformedKey> {
         let rest = text.trim().strip_prefix(PREFIX).ok_or(MalformedKey)?;
         let (id, secret) = rest.split_once('_').ok_or(MalformedKey)?;
-        let is_hex = |s: &str, bytes: usize| {
-            s.len() == bytes * 2 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        };
-        if !is_hex(id, ID_BYTES) || !is_hex(secret, SECRET_BYTES) {
+        if !is_key_id(id) || !is_hex(secret, SECRET_BYTES) {
             return Err(MalformedKey);
         }
         Ok(Self {
@@ -70,6 +67,15 @@ impl PresentedKey {
     pub fn reveal(&self) -> SecretString {
         SecretString::from(format!("{PREFIX}{}_{}", self.id, self.secret.expose_secret()))
     }
+}
+
+/// Whether `text` has the form of a key id: 16 lowercase hex digits.
+pub fn is_key_id(text: &str) -> bool {
+    is_hex(text, ID_BYTES)
+}
+
+fn is_hex(text: &str, bytes: usize) -> bool {
+    text.len() == bytes * 2 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Hashes and checks secrets with the deployment's pepper.

@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use vapora_shared::ProjectId;
 
 use super::caller::Caller;
-use super::key_material::{KeyHasher, KeyId, MalformedKey, PresentedKey};
-use crate::error::AppError;
+use super::key_material::{KeyHasher, KeyId, MalformedKey, PresentedKey, is_key_id};
+use crate::error::{AppError, MAX_ECHOED_ID};
 use crate::storage::{Database, StorageError};
 
 /// How long a key read from the database is trusted before it is read
@@ -32,7 +33,7 @@ const MAX_NAME_CHARS: usize = 100;
 /// Most projects one key may list, at issue and as its member creates more.
 pub const MAX_PROJECTS: usize = 100;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyRole {
     Admin,
@@ -41,8 +42,10 @@ pub enum KeyRole {
 }
 
 /// What anyone allowed to see a key learns about it: everything but its hash.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct KeyInfo {
+    /// The 16 hex digits after `vk_`; not secret.
+    #[schema(pattern = "^[0-9a-f]{16}$")]
     pub id: KeyId,
     pub name: String,
     pub role: KeyRole,
@@ -64,7 +67,7 @@ pub struct ApiKey {
 }
 
 /// Body of `POST /api/v1/keys`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     pub name: String,
@@ -75,9 +78,11 @@ pub struct NewKey {
 }
 
 /// A key just issued: the only time its secret is shown.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct IssuedKey {
+    /// `vk_<id>_<secret>`: shown here once, stored only as a hash.
     #[serde(serialize_with = "reveal")]
+    #[schema(value_type = String, pattern = "^vk_[0-9a-f]{16}_[0-9a-f]{64}$")]
     pub key: SecretString,
     #[serde(flatten)]
     pub info: KeyInfo,
@@ -310,6 +315,15 @@ impl Keys {
     }
 
     pub async fn list(&self, after: Option<KeyId>, limit: usize) -> Result<KeyPage, AppError> {
+        if let Some(cursor) = after.as_deref().filter(|c| !is_key_id(c)) {
+            return Err(AppError::bad_request(
+                "invalid_id",
+                format!(
+                    "{:?} is not a valid key id",
+                    AppError::clip_to(cursor.to_owned(), MAX_ECHOED_ID)
+                ),
+            ));
+        }
         let mut items = self.db.list_api_keys(after.as_deref(), limit + 1).await?;
         let next_cursor = crate::services::page::cut(&mut items, limit, |k| k.id.clone());
         Ok(KeyPage { items, next_cursor })
@@ -318,6 +332,9 @@ impl Keys {
     /// Revokes a key at once on this replica, within [`CACHE_TTL`] on the
     /// others. Revoking a revoked key changes nothing.
     pub async fn revoke(&self, id: &str, by: &Caller) -> Result<KeyInfo, AppError> {
+        if !is_key_id(id) {
+            return Err(AppError::not_found("key", id));
+        }
         let mut race = 0;
         let revoked = loop {
             // The key record is also written by `last_used_at` and by a
@@ -347,7 +364,7 @@ impl Keys {
 }
 
 /// One page of `GET /api/v1/keys`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct KeyPage {
     pub items: Vec<KeyInfo>,
     /// Pass as `cursor` to get the next page; absent on the last page.

@@ -3,13 +3,14 @@
 
 use futures::future::try_join_all;
 use serde::Serialize;
+use utoipa::ToSchema;
 use vapora_shared::{ProjectId, Task, TaskId, TaskStatus};
 
 use super::ProjectService;
 use crate::error::AppError;
 use crate::storage::{StoredProject, TaskFilter};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BoardColumn {
     pub status: TaskStatus,
     /// The column's oldest tasks, at most the board's `limit`.
@@ -19,7 +20,7 @@ pub struct BoardColumn {
     pub next_cursor: Option<TaskId>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Board {
     pub project: StoredProject,
     pub columns: Vec<BoardColumn>,

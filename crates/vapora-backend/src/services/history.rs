@@ -2,6 +2,7 @@
 //! time, and the worker reports its attempt fence turned away.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 use vapora_shared::TaskId;
 
 use super::TaskService;
@@ -12,7 +13,7 @@ use crate::storage::{StaleReport, Transition};
 /// reporting for a superseded attempt cannot grow the response.
 pub const MAX_STALE_REPORTS: usize = 100;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TaskHistory {
     pub task_id: TaskId,
     /// Up to `limit` status changes, oldest first, from the cursor on.

@@ -5,6 +5,7 @@
 //! decide again rather than overwrite what it wrote.
 
 use chrono::Utc;
+use utoipa::ToSchema;
 use vapora_shared::{Event, NewProject, ProjectId, ProjectPatch};
 
 use crate::error::AppError;
@@ -23,7 +24,7 @@ pub struct ProjectService {
 }
 
 /// One page of `GET /api/v1/projects`.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, ToSchema)]
 pub struct ProjectPage {
     pub items: Vec<StoredProject>,
     /// Pass as `cursor` to get the next page; absent on the last page.

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde::Serialize;
+use utoipa::ToSchema;
 use vapora_agents::RoleCatalog;
 use vapora_shared::lifecycle::UserChange;
 use vapora_shared::{Event, NewTask, Task, TaskId, TaskPatch, TaskStatus};
@@ -42,7 +43,7 @@ pub struct TaskService {
 }
 
 /// One page of `GET /api/v1/tasks`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TaskPage {
     pub items: Vec<Task>,
     /// Pass as `cursor` to get the next page; absent on the last page.

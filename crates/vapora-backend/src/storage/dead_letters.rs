@@ -5,13 +5,14 @@
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 use vapora_shared::wire::attempt_msg_id;
 use vapora_shared::{Role, TaskId};
 
 use super::codec::from_record;
 use super::{Database, StorageError};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DeadLetter {
     pub task_id: TaskId,
     pub attempt: u32,

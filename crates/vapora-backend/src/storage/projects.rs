@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 use vapora_shared::{Project, ProjectId};
 
 use super::codec::{COLUMNS, from_record, to_content};
@@ -24,7 +25,7 @@ pub(super) fn guard_key(project: ProjectId, shard: u64) -> String {
 }
 
 /// A project as stored: with the revision a write must name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StoredProject {
     #[serde(flatten)]
     pub project: Project,

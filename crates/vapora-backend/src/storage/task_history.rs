@@ -5,13 +5,14 @@
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 use vapora_shared::{AgentId, Task, TaskId, TaskStatus};
 
 use super::codec::from_record;
 use super::{Database, StorageError};
 
 /// One status change, in the order it happened.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Transition {
     pub from_status: Option<TaskStatus>,
     pub to_status: TaskStatus,
@@ -38,7 +39,7 @@ impl Transition {
 }
 
 /// A worker report the attempt fence refused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StaleReport {
     pub attempt: u32,
     pub kind: String,

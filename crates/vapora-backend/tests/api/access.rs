@@ -10,36 +10,31 @@ use tokio::time::Instant;
 
 use crate::support::{ApiClient, TestApp, client_with_key, spawn_app, spawn_replica};
 
-/// Every keyed route, with a body where it takes one.
-fn keyed_routes(project: &str, task: &str) -> Vec<(Method, String, Option<Value>)> {
-    let body = Some(json!({}));
-    vec![
-        (
-            Method::POST,
-            "/api/v1/projects".into(),
-            Some(json!({"name": "x"})),
-        ),
-        (Method::GET, "/api/v1/projects".into(), None),
-        (Method::GET, format!("/api/v1/projects/{project}"), None),
-        (Method::PATCH, format!("/api/v1/projects/{project}"), body.clone()),
-        (Method::DELETE, format!("/api/v1/projects/{project}"), None),
-        (Method::GET, format!("/api/v1/projects/{project}/board"), None),
-        (Method::POST, "/api/v1/tasks".into(), body.clone()),
-        (Method::GET, "/api/v1/tasks".into(), None),
-        (Method::GET, format!("/api/v1/tasks/{task}"), None),
-        (Method::PATCH, format!("/api/v1/tasks/{task}"), body.clone()),
-        (Method::POST, format!("/api/v1/tasks/{task}/cancel"), body.clone()),
-        (Method::POST, format!("/api/v1/tasks/{task}/retry"), body.clone()),
-        (Method::GET, format!("/api/v1/tasks/{task}/history"), None),
-        (Method::GET, "/api/v1/dead-letters".into(), None),
-        (Method::GET, "/api/v1/agents".into(), None),
-        (Method::GET, "/api/v1/agents/agent-1".into(), None),
-        (Method::POST, "/api/v1/keys".into(), body.clone()),
-        (Method::GET, "/api/v1/keys".into(), None),
-        (Method::DELETE, "/api/v1/keys/0123456789abcdef".into(), None),
-        (Method::GET, "/api/v1/me".into(), None),
-        (Method::GET, "/api/v1/ws".into(), None),
-    ]
+/// Every keyed route, as the served OpenAPI document lists them (the
+/// router serves exactly what it documents), with `{id}` filled in by the
+/// kind of resource and a body where the route takes one.
+async fn keyed_routes(app: &TestApp, project: &str, task: &str) -> Vec<(Method, String, Option<Value>)> {
+    let (status, document) = app.get("/api-docs/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let mut routes = Vec::new();
+    for (template, item) in document["paths"].as_object().unwrap() {
+        if !template.starts_with("/api/v1/") {
+            continue;
+        }
+        let id = match template.split('/').nth(3) {
+            Some("projects") => project,
+            Some("tasks") => task,
+            Some("agents") => "agent-1",
+            _ => "0123456789abcdef",
+        };
+        let path = template.replace("{id}", id);
+        for (method, operation) in item.as_object().unwrap() {
+            let body = operation.get("requestBody").map(|_| json!({}));
+            routes.push((method.to_uppercase().parse().unwrap(), path.clone(), body));
+        }
+    }
+    assert_eq!(routes.len(), 21, "every keyed route is documented: {routes:?}");
+    routes
 }
 
 #[tokio::test]
@@ -73,7 +68,12 @@ async fn every_route_refuses_a_missing_malformed_unknown_or_revoked_key() {
         ("an unknown key", client_with_key(&unknown)),
         ("a revoked key", client_with_key(&revoked)),
     ];
-    let routes = keyed_routes(project["id"].as_str().unwrap(), task["id"].as_str().unwrap());
+    let routes = keyed_routes(
+        &app,
+        project["id"].as_str().unwrap(),
+        task["id"].as_str().unwrap(),
+    )
+    .await;
     for (who, client) in &clients {
         for (method, path, body) in &routes {
             let mut request = client.request(method.clone(), app.url(path));

@@ -6,6 +6,7 @@ mod access;
 mod bad_input;
 mod bounds;
 mod concurrency;
+mod contract;
 mod idempotency;
 mod lifecycle;
 mod limits;
