@@ -1,11 +1,12 @@
 //! Token prices and cost arithmetic.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::Usage;
 
 /// Prices in USD per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, ToSchema)]
 pub struct Pricing {
     pub input_per_mtok: f64,
     pub output_per_mtok: f64,

@@ -457,3 +457,43 @@ async fn tokens_per_minute_meter_what_a_request_may_use() {
         "more than a minute's worth never fits"
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_and_docs_page_are_served_without_a_key() {
+    let (p, b) = (
+        FakeProvider::start(Script::default()).await,
+        FakeProvider::start(Script::default()).await,
+    );
+    let g = gateway(&p, &b).await;
+    let anonymous = reqwest::Client::new();
+    let response = anonymous
+        .get(format!("{}/api-docs/openapi.json", g.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let document: Value = response.json().await.unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    assert_eq!(
+        document["components"]["securitySchemes"]["gateway_key"]["scheme"],
+        "bearer"
+    );
+    for (path, method) in [
+        ("/v1/chat/completions", "post"),
+        ("/v1/models", "get"),
+        ("/api/v1/budgets", "get"),
+    ] {
+        let responses = &document["paths"][path][method]["responses"];
+        assert!(responses["200"].is_object(), "{method} {path}");
+        assert!(responses["401"].is_object(), "{method} {path} documents 401");
+    }
+    // `model` may only name what this gateway serves.
+    let model = &document["components"]["schemas"]["ChatCompletionRequest"]["properties"]["model"];
+    assert_eq!(
+        model["enum"],
+        json!(["default", "role:developer", "backup/m", "primary/m"])
+    );
+    let page = anonymous.get(format!("{}/docs/", g.url)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("swagger-ui-bundle.js"));
+}

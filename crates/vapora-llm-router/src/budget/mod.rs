@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
+use utoipa::ToSchema;
 
 use crate::budget_store::{BudgetRecord, BudgetStore};
 use crate::fingerprint::api_key_budget;
@@ -44,7 +45,7 @@ pub fn to_usd(nanos: u64) -> f64 {
 }
 
 /// What happens to a request that does not fit its budget.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case", tag = "action")]
 pub enum Exhausted {
     /// Refuse with a budget error.
@@ -82,7 +83,7 @@ pub struct BudgetAlert {
 }
 
 /// A budget's state, as `GET /api/v1/budgets` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct BudgetStatus {
     pub key: String,
     pub limit_usd: f64,

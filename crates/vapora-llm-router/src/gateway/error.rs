@@ -5,9 +5,33 @@ use std::time::Duration;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::LlmError;
+
+/// OpenAI's error object, which the SDKs parse.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail<'a> {
+    pub message: &'a str,
+    /// The error's class, as OpenAI names them: `invalid_request_error`,
+    /// `requests`, `rate_limit_error`, `insufficient_quota`, `server_error`.
+    #[serde(rename = "type")]
+    #[schema(value_type = String)]
+    pub kind: &'static str,
+    /// The request field at fault, when one is.
+    #[schema(value_type = Option<String>)]
+    pub param: Option<&'static str>,
+    /// A stable code, e.g. `invalid_api_key`, `model_not_found`, `budget_exceeded`.
+    #[schema(value_type = String)]
+    pub code: &'static str,
+}
 
 #[derive(Debug)]
 pub struct GatewayError {
@@ -31,8 +55,15 @@ impl GatewayError {
         }
     }
 
-    pub fn body(&self) -> Value {
-        json!({ "error": { "message": self.message, "type": self.kind, "param": self.param, "code": self.code } })
+    pub fn body(&self) -> ErrorBody<'_> {
+        ErrorBody {
+            error: ErrorDetail {
+                message: &self.message,
+                kind: self.kind,
+                param: self.param,
+                code: self.code,
+            },
+        }
     }
 }
 
