@@ -25,8 +25,17 @@ async fn main() -> anyhow::Result<()> {
 /// turned down. Our own start-up lines (worker threads, storage, provider)
 /// stay visible unless `RUST_LOG` mentions `vapora` itself, so that e.g.
 /// `RUST_LOG=tokio=debug` still shows them.
+///
+/// `surrealkv::lsm` is held to errors by default: at every shutdown,
+/// SurrealDB 3.3's commit thread drops its handle to the store outside any
+/// runtime, and surrealkv 0.21 then warns "No runtime available for closing
+/// the store correctly", although SurrealDB closes the store explicitly
+/// right after (flushing memtables and the WAL).
 fn init_logging() {
-    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,surrealkv=warn,surrealdb=warn".into());
+    let spec = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|spec| !spec.trim().is_empty())
+        .unwrap_or_else(|| "info,surrealkv=warn,surrealkv::lsm=error,surrealdb=warn".into());
     let mut filter = EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new("info"));
     if !spec.contains("vapora") {
         filter = filter.add_directive("vapora_backend=info".parse().expect("valid directive"));

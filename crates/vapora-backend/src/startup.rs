@@ -26,6 +26,8 @@ use crate::swarm::reports::ReportIntake;
 
 /// How long aborted workers get to record their interrupted tasks.
 const ABORT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long shutdown waits for the storage engine to close.
+const STORAGE_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -223,9 +225,26 @@ impl Application {
                 );
             }
         }
+        drop((work, workers));
+        storage_closed(STORAGE_CLOSE_WAIT).await;
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// Waits, at most `limit`, until the runtime runs no task. The embedded
+/// SurrealDB shuts its datastore down (stopping its maintenance tasks and
+/// closing the storage engine) in a task of its own once the last handle is
+/// dropped, and offers nothing to await; a process that returned from
+/// `main` before that task ended would cut the shutdown short (SurrealDB
+/// then logs "Background task did not shut down cleanly").
+async fn storage_closed(limit: std::time::Duration) {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let deadline = tokio::time::Instant::now() + limit;
+    while metrics.num_alive_tasks() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    tracing::debug!(tasks_left = metrics.num_alive_tasks(), "background tasks ended");
 }
 
 /// Until shutdown: once a minute, drops the rate buckets of keys idle long

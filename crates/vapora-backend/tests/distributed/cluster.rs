@@ -195,22 +195,21 @@ impl Cluster {
         limit: Duration,
     ) -> (std::process::ExitStatus, Duration) {
         let agent = self.agents.get_mut(id).expect("known agent");
-        let started = std::time::Instant::now();
-        let sent = Command::new("kill")
-            .args(["-TERM", &agent.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        loop {
-            if let Some(status) = agent.child.try_wait().unwrap() {
-                return (status, started.elapsed());
-            }
-            assert!(
-                started.elapsed() < limit,
-                "agent {id} still running {limit:?} after SIGTERM"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        terminate(&mut agent.child, &format!("agent {id}"), limit).await
+    }
+
+    /// As [`Self::terminate_agent`], for backend replica `n`; also returns
+    /// what it logged from the SIGTERM on.
+    pub async fn terminate_backend(
+        &mut self,
+        n: usize,
+        limit: Duration,
+    ) -> (std::process::ExitStatus, String) {
+        let backend = &mut self.backends[n];
+        let before = std::fs::read_to_string(&backend.log).unwrap_or_default().len();
+        let (status, _) = terminate(&mut backend.child, &format!("backend {n}"), limit).await;
+        let log = std::fs::read_to_string(&backend.log).unwrap_or_default();
+        (status, log[before..].to_owned())
     }
 
     pub fn api(&self, n: usize) -> Api<'_> {
@@ -287,6 +286,26 @@ impl Drop for Cluster {
                 );
             }
         }
+    }
+}
+
+/// Sends SIGTERM to `child` and waits up to `limit` for it to exit.
+async fn terminate(child: &mut Child, what: &str, limit: Duration) -> (std::process::ExitStatus, Duration) {
+    let started = std::time::Instant::now();
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{what} still running {limit:?} after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
