@@ -161,10 +161,10 @@ class Worker:
     async def report(self, attempt, kind, fields, seq=None):
         task_id, n = attempt["task_id"], attempt["attempt"]
         body = {"type": kind, "task_id": task_id, "attempt": n, "agent_id": AGENT_ID, **fields}
-        # The protocol's id scheme: started/progress name the agent, and
-        # either result shares one id, so only one final report is stored.
+        # The protocol's id scheme: every id names the agent; either result
+        # shares one id per agent, so a re-sent result is stored once.
         if kind in ("succeeded", "failed"):
-            msg_id = f"{task_id}.{n}.result"
+            msg_id = f"{task_id}.{n}.result.{AGENT_ID}"
         elif kind == "progress":
             msg_id = f"{task_id}.{n}.progress.{AGENT_ID}.{seq}"
         else:

@@ -2,7 +2,8 @@
 //! reports back (see `docs/protocol.md`).
 //!
 //! Per role it pulls from the durable consumer `workers-<role>` with bounded
-//! concurrency. For each attempt it reports `started`, streams `progress`,
+//! concurrency. For each attempt it reports `started` (and calls the model
+//! only once JetStream has stored it), streams `progress`,
 //! and publishes `succeeded` or `failed`. Only once that final report is
 //! acknowledged by JetStream is the attempt acked, so a crash at any point
 //! leads to redelivery, never to a lost result. While the model call runs,
@@ -264,6 +265,12 @@ fn keep_in_progress(message: js::Message, every: Duration) -> JoinHandle<()> {
     })
 }
 
+/// Publishes of `started` before the attempt is handed back, and the waits
+/// between them (doubling): about ten seconds in all.
+const STARTED_TRIES: u32 = 8;
+const STARTED_RETRY_FIRST: Duration = Duration::from_millis(100);
+const STARTED_RETRY_MAX: Duration = Duration::from_secs(2);
+
 /// Reports go to the events stream. Progress goes out through a bounded
 /// channel to a publisher of its own, so a slow broker drops progress
 /// rather than holding up the model's stream; the final report waits until
@@ -314,12 +321,22 @@ impl Drop for JetStreamSink {
 
 impl ReportSink for JetStreamSink {
     async fn started(&self, report: TaskReport) -> Result<Claim, SinkError> {
-        // The backend judges the attempt when the report reaches it (and
-        // cancels it if stale); a lost `started` is overtaken by the result.
-        if let Err(e) = publish(&self.js, &report).await {
-            tracing::warn!(error = %e, "could not report start");
+        // The backend's fence gives a running attempt to the agent whose
+        // `started` it stored last, and refuses other agents' results; so
+        // the model is called only once this start is stored. A retried
+        // publish is deduplicated by its message id. If the broker stays
+        // away, the attempt is handed back rather than run unclaimed. (The
+        // backend cancels a stale attempt when the report reaches it.)
+        let (mut tries, mut delay) = (1, STARTED_RETRY_FIRST);
+        loop {
+            match publish(&self.js, &report).await {
+                Ok(()) => return Ok(Claim::Proceed),
+                Err(e) if tries >= STARTED_TRIES => return Err(e),
+                Err(e) => tracing::debug!(error = %e, tries, "could not report start yet; retrying"),
+            }
+            tokio::time::sleep(delay).await;
+            (tries, delay) = (tries + 1, (delay * 2).min(STARTED_RETRY_MAX));
         }
-        Ok(Claim::Proceed)
     }
 
     fn progress(&self, report: TaskReport) {

@@ -8,8 +8,11 @@
 //! backend's business.
 //!
 //! The fence: a report moves a task only if it is about the attempt the
-//! task is on and the move makes sense from the stored state. Anything else
-//! is *stale* (a superseded attempt, a task cancelled meanwhile). Reports
+//! task is on, comes from the agent holding that attempt (the last one to
+//! report `started`; before any has, whoever answers first) and the move
+//! makes sense from the stored state. Anything else is *stale* (a
+//! superseded attempt, a task cancelled meanwhile, a worker whose attempt
+//! was handed to another after it went quiet). Reports
 //! can arrive twice or out of order (at-least-once delivery, several
 //! replicas), so every rule is idempotent, and a result may arrive before
 //! its `started`.
@@ -167,6 +170,17 @@ pub fn judge(
                 Verdict::Unchanged
             };
         }
+        // Running for another agent: this one lost the attempt (it went
+        // quiet, and the attempt was redelivered to the holder).
+        TaskReport::Succeeded { agent_id, .. } | TaskReport::Failed { agent_id, .. }
+            if task.status == TaskStatus::Running
+                && task
+                    .assigned_agent
+                    .as_ref()
+                    .is_some_and(|holder| holder != agent_id) =>
+        {
+            return Verdict::Stale;
+        }
         TaskReport::Succeeded { agent_id, result, .. } => {
             finish(&mut next, agent_id, Ok(result), dispatched_at.unwrap_or(now), now)
         }
@@ -232,5 +246,54 @@ mod tests {
         let mut retried = (*next).clone();
         retried.move_to(TaskStatus::Queued, at(7));
         assert_eq!(judge(&report, &retried, at(8), None), Verdict::Stale);
+    }
+
+    #[test]
+    fn only_the_agent_holding_a_running_attempt_may_finish_it() {
+        let task = queued_task(at(0));
+        let started = |agent: &str| TaskReport::Started {
+            task_id: task.id,
+            attempt: task.attempt,
+            agent_id: AgentId::from(agent),
+        };
+        let succeeded = |agent: &str| TaskReport::Succeeded {
+            task_id: task.id,
+            attempt: task.attempt,
+            agent_id: AgentId::from(agent),
+            result: TaskResult {
+                output: format!("from {agent}"),
+                provider: "p".into(),
+                model: "m".into(),
+                tokens_in: 1,
+                tokens_out: 1,
+                cost_usd: 0.0,
+                attempts: 1,
+                output_truncated: false,
+            },
+        };
+        let Verdict::Move(running) = judge(&started("a"), &task, at(1), None) else {
+            panic!("a start moves a queued task");
+        };
+        // The attempt is a's: b's answer is stale, a's finishes it.
+        assert_eq!(judge(&succeeded("b"), &running, at(2), None), Verdict::Stale);
+        let Verdict::Move(done) = judge(&succeeded("a"), &running, at(3), None) else {
+            panic!("the holder's answer finishes the attempt");
+        };
+        assert_eq!(done.result.unwrap().output, "from a");
+        // Redelivered to b after a went quiet: now a's late answer is stale.
+        let Verdict::Move(handed) = judge(&started("b"), &running, at(4), None) else {
+            panic!("a start by another agent takes the attempt over");
+        };
+        assert_eq!(handed.assigned_agent, Some(AgentId::from("b")));
+        assert_eq!(judge(&succeeded("a"), &handed, at(5), None), Verdict::Stale);
+        assert!(matches!(
+            judge(&succeeded("b"), &handed, at(5), None),
+            Verdict::Move(_)
+        ));
+        // Before anyone has started, the first answer wins.
+        assert!(matches!(
+            judge(&succeeded("c"), &task, at(6), None),
+            Verdict::Move(_)
+        ));
     }
 }

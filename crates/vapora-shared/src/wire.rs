@@ -75,18 +75,20 @@ pub struct MaxDeliveriesAdvisory {
 /// The `Nats-Msg-Id` of a report, so that JetStream's duplicate window drops
 /// a re-sent copy:
 ///
-/// - `started` and `progress` name the agent (`<task>.<attempt>.started.<agent>`,
-///   `<task>.<attempt>.progress.<agent>.<seq>`): when an attempt is
-///   redelivered to another worker, its reports are its own, not duplicates
-///   of the first worker's.
-/// - `succeeded` and `failed` share `<task>.<attempt>.result`: at most one
-///   final report per attempt is stored, whichever worker sends it.
+/// Every id names the agent (`<task>.<attempt>.started.<agent>`,
+/// `<task>.<attempt>.progress.<agent>.<seq>`, `<task>.<attempt>.result.<agent>`):
+/// when an attempt is redelivered to another worker, its reports are its
+/// own, not duplicates of the first worker's. Both workers' results are
+/// stored, and the backend's attempt fence keeps the one from the agent
+/// holding the attempt; a worker re-sending its own result is deduplicated.
 pub fn report_msg_id(report: &TaskReport) -> String {
     let (task, attempt) = (report.task_id(), report.attempt());
     match report {
         TaskReport::Started { agent_id, .. } => format!("{task}.{attempt}.started.{agent_id}"),
         TaskReport::Progress { agent_id, seq, .. } => format!("{task}.{attempt}.progress.{agent_id}.{seq}"),
-        TaskReport::Succeeded { .. } | TaskReport::Failed { .. } => format!("{task}.{attempt}.result"),
+        TaskReport::Succeeded { agent_id, .. } | TaskReport::Failed { agent_id, .. } => {
+            format!("{task}.{attempt}.result.{agent_id}")
+        }
     }
 }
 

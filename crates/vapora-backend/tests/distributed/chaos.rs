@@ -1,21 +1,19 @@
-//! Chaos: processes die, the broker restarts, workers answer late or twice,
-//! and a poison task crashes its worker every time. Each test draws its
+//! Chaos: processes die, the broker restarts, an attempt is published or
+//! answered twice, and a poison task crashes its worker every time. Each test draws its
 //! timing from a seeded [`Schedule`] (replay with `VAPORA_CHAOS_SEED`) and
 //! asserts that no task is lost and none finishes twice.
 
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::PullConsumer;
-use futures::StreamExt;
 use serde_json::{Value, json};
 use vapora_llm_router::testing::Script;
 use vapora_shared::wire::{
-    EVENTS_STREAM, MSG_ID_HEADER, PROTOCOL_VERSION, TASKS_STREAM, TaskAttempt, TaskReport, attempt_msg_id,
-    report_msg_id, task_events_subject, task_subject,
+    EVENTS_STREAM, MSG_ID_HEADER, PROTOCOL_VERSION, TaskAttempt, TaskReport, attempt_msg_id,
+    task_events_subject, task_subject,
 };
-use vapora_shared::{AgentId, TaskResult};
 
 use crate::cluster::{Cluster, Schedule, eventually, taking};
+use crate::raw_worker::report;
 
 async fn wait_until_done_count(cluster: &Cluster, backend: usize, project: &str, count: usize) {
     let api = cluster.api(backend);
@@ -125,147 +123,6 @@ async fn kill_9_of_the_backend_mid_run_and_a_restart_loses_none() {
     let api = cluster.api(restarted);
     api.wait_all_done(&project, &ids, 180).await;
     api.assert_finished_exactly_once(&ids).await;
-}
-
-/// Takes one attempt from a role's consumer as an outside worker would.
-async fn take_attempt(
-    client: &async_nats::Client,
-    role: &str,
-) -> (TaskAttempt, async_nats::jetstream::Message) {
-    let js = async_nats::jetstream::new(client.clone());
-    let consumer: PullConsumer = js
-        .get_stream(TASKS_STREAM)
-        .await
-        .unwrap()
-        .get_consumer(&format!("workers-{role}"))
-        .await
-        .unwrap();
-    // A fetch returns empty-handed if nothing is there yet; ask again.
-    for _ in 0..100 {
-        let mut batch = consumer.fetch().max_messages(1).messages().await.unwrap();
-        if let Some(message) = batch.next().await {
-            let message = message.unwrap();
-            return (serde_json::from_slice(&message.payload).unwrap(), message);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no attempt for {role} within 10 s")
-}
-
-async fn report(client: &async_nats::Client, report: &TaskReport, msg_id: &str) {
-    let js = async_nats::jetstream::new(client.clone());
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(MSG_ID_HEADER, msg_id);
-    js.publish_with_headers(
-        task_events_subject(report.task_id()),
-        headers,
-        serde_json::to_vec(report).unwrap().into(),
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_result_for_a_superseded_attempt_is_recorded_and_ignored() {
-    let mut cluster = Cluster::start(Script::text(&["fresh ", "answer"])).await;
-    cluster.start_backend().await;
-    let api = cluster.api(0);
-    let project = api.create_project().await;
-    let (status, task) = api
-        .post(
-            "/api/v1/tasks",
-            json!({"project_id": project, "role": "developer", "title": "slow one", "requires_approval": true}),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let id = task["id"].as_str().unwrap().to_owned();
-
-    // A slow worker takes attempt 1, says it started, then goes quiet.
-    let client = async_nats::connect(cluster.nats.url()).await.unwrap();
-    let (attempt, _unacked) = take_attempt(&client, "developer").await;
-    assert_eq!((attempt.task_id.to_string(), attempt.attempt), (id.clone(), 1));
-    let slow = AgentId::from("slow-worker");
-    let started = TaskReport::Started {
-        task_id: attempt.task_id,
-        attempt: 1,
-        agent_id: slow.clone(),
-    };
-    report(&client, &started, &report_msg_id(&started)).await;
-    eventually(10, "running on the slow worker", || async {
-        api.task(&id).await["assigned_agent"] == "slow-worker"
-    })
-    .await;
-
-    // A real agent server gets attempt 1 once the ack wait ran out, and a
-    // reviewer asks for another run: attempt 2, approved.
-    cluster.start_agent("agent-a", "developer", 2).await;
-    let api = cluster.api(0);
-    eventually(30, "attempt 1 in review", || async {
-        api.task(&id).await["status"] == "review"
-    })
-    .await;
-    let (status, task) = api.post(&format!("/api/v1/tasks/{id}/retry"), json!({})).await;
-    assert_eq!(status, 409, "only failed tasks are retried: {task}");
-    let patched = cluster
-        .http
-        .patch(format!("{}/api/v1/tasks/{id}", cluster.backends[0].url))
-        .json(&json!({"status": "queued"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(patched.status(), 200);
-    eventually(30, "attempt 2 in review", || async {
-        let task = api.task(&id).await;
-        task["status"] == "review" && task["attempt"] == 2
-    })
-    .await;
-    let approved = cluster
-        .http
-        .patch(format!("{}/api/v1/tasks/{id}", cluster.backends[0].url))
-        .json(&json!({"status": "done"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(approved.status(), 200);
-
-    // Now the slow worker answers for attempt 1.
-    let late = TaskReport::Succeeded {
-        task_id: attempt.task_id,
-        attempt: 1,
-        agent_id: slow,
-        result: TaskResult {
-            output: "stale answer".into(),
-            provider: "slow".into(),
-            model: "slow".into(),
-            tokens_in: 1,
-            tokens_out: 1,
-            cost_usd: 0.0,
-            attempts: 1,
-            output_truncated: false,
-        },
-    };
-    // Under its own message id (a worker that strays from the id scheme, or
-    // answers after the duplicate window), so JetStream stores it and only
-    // the attempt fence stands between it and the task.
-    report(&client, &late, &format!("{}.1.result.slow", attempt.task_id)).await;
-    eventually(10, "the stale result recorded", || async {
-        let history = api.get(&format!("/api/v1/tasks/{id}/history")).await;
-        history["stale_reports"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["attempt"] == 1 && r["kind"] == "succeeded" && r["agent"] == "slow-worker")
-    })
-    .await;
-    let task = api.task(&id).await;
-    assert_eq!(
-        (task["status"].clone(), task["attempt"].clone()),
-        (json!("done"), json!(2))
-    );
-    assert_eq!(task["result"]["output"], "fresh answer");
-    api.assert_finished_exactly_once(std::slice::from_ref(&id)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
