@@ -3,65 +3,16 @@
 Started by scripts/test with the gateway binary already built. Prints a
 closing 'N passed, N failed' line and exits non-zero on any failure.
 """
-import hashlib
 import os
-import secrets
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import traceback
-import urllib.request
 
 import openai
 
+from local_processes import start_echo_gateway
+
 GATEWAY = os.environ.get("VAPORA_GATEWAY_BIN", "target/debug/vapora-llm-gateway")
-CONFIG = """
-[providers.echo]
-kind = "echo"
-models = { "echo-1" = { input_per_mtok = 1.0, output_per_mtok = 2.0 } }
-
-[routes.default]
-targets = ["echo/echo-1"]
-
-[budgets."role:default"]
-limit_usd = 100.0
-period = "daily"
-
-[gateway.keys.python]
-hash = "{hash}"
-"""
-
-# The gateway knows only this key's hash; the SDK sends it as `Authorization: Bearer`.
-KEY = "vgk_" + secrets.token_hex(32)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_gateway(workdir):
-    port = free_port()
-    config = os.path.join(workdir, "llm.toml")
-    with open(config, "w") as f:
-        f.write(CONFIG.replace("{hash}", "sha256:" + hashlib.sha256(KEY.encode()).hexdigest()))
-    env = dict(os.environ, VAPORA_LLM_CONFIG=config, VAPORA_GATEWAY_ADDR=f"127.0.0.1:{port}",
-               VAPORA_GATEWAY_BUDGET_FILE=os.path.join(workdir, "budgets.json"), RUST_LOG="warn")
-    proc = subprocess.Popen([GATEWAY], env=env)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            return proc, port
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("gateway did not start")
-
-
 def test_non_streaming(client):
     r = client.chat.completions.create(model="default", messages=[{"role": "user", "content": "ping"}])
     assert r.choices[0].message.role == "assistant"
@@ -123,9 +74,10 @@ def test_errors_are_typed(client):
 def main():
     passed = failed = 0
     with tempfile.TemporaryDirectory() as workdir:
-        proc, port = start_gateway(workdir)
+        # The gateway knows only the key's hash; the SDK sends it as `Authorization: Bearer`.
+        proc, url, key = start_echo_gateway(GATEWAY, workdir)
         try:
-            client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, max_retries=0)
+            client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
             for test in [test_non_streaming, test_streaming, test_concrete_provider_model_and_models_list, test_a_wrong_key_is_refused, test_errors_are_typed]:
                 try:
                     test(client)
