@@ -15,8 +15,9 @@ The backend run is also stateful: the document's links (a created project's
 id into the project, board and task routes, a created task's id into the
 task routes) let schemathesis chain calls on resources that exist.
 
-Then each service gets SIGTERM and must exit 0 with no WARN or ERROR line
-after it. Prints 'schemathesis: N cases …' and exits non-zero on any failure
+Each binary's `healthcheck` subcommand (what a container health check
+runs) must pass while its service runs and fail once it is gone. Then each
+service gets SIGTERM and must exit 0 with no WARN or ERROR line after it. Prints 'schemathesis: N cases …' and exits non-zero on any failure
 or when fewer than MIN_CASES cases ran. SCHEMATHESIS_EXAMPLES sets the
 examples per operation (default 100).
 """
@@ -72,6 +73,12 @@ def schemathesis(name, url, key, extra=()):
     return result.returncode == 0, sum(cases)
 
 
+def healthcheck(binary, env):
+    """Whether `binary healthcheck` (what a container health check runs) exits 0."""
+    return subprocess.run([os.path.abspath(binary), "healthcheck"], env=dict(os.environ, **env),
+                          capture_output=True).returncode == 0
+
+
 def stop(proc, log_path, name):
     """SIGTERM; the process must exit 0 with no WARN or ERROR line after it."""
     with open(log_path) as f:
@@ -91,17 +98,25 @@ def main():
     os.makedirs(LOG_DIR, exist_ok=True)
     ok, total = True, 0
     with tempfile.TemporaryDirectory() as workdir:
-        for name, starter, extra in [
-            ("backend", start_backend, ["--stateful=links"]),
-            ("gateway", start_gateway, []),
+        for name, starter, extra, binary, port_setting in [
+            ("backend", start_backend, ["--stateful=links"], BACKEND, "VAPORA_PORT"),
+            ("gateway", start_gateway, [], GATEWAY, "VAPORA_GATEWAY_ADDR"),
         ]:
             log_path = os.path.join(LOG_DIR, f"schemathesis-{name}.log")
             with open(log_path, "w") as log:
                 proc, url, key = starter(workdir, log)
+                port = url.rsplit(":", 1)[1]
+                probe = {port_setting: port if port_setting == "VAPORA_PORT" else f"127.0.0.1:{port}"}
                 try:
                     passed, cases = schemathesis(name, url, key, extra)
+                    if not healthcheck(binary, probe):
+                        print(f"`{name} healthcheck` failed while the {name} ran")
+                        passed = False
                 finally:
                     stopped = stop(proc, log_path, name)
+            if healthcheck(binary, probe):
+                print(f"`{name} healthcheck` passed with the {name} stopped")
+                stopped = False
             ok = ok and passed and stopped
             total += cases
             print(f"{name}: {cases} cases, {'passed' if passed else 'FAILED'}")

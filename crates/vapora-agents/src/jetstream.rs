@@ -43,6 +43,11 @@ pub struct DeliveryPolicy {
     pub backoff: Vec<Duration>,
     /// Unacked attempts a role's consumer hands out at once.
     pub max_ack_pending: i64,
+    /// Copies of each stream a NATS cluster keeps (1 on a single server;
+    /// 3 on a three-node cluster, so that losing a node loses nothing).
+    /// Not a delivery setting, but one [`ensure_topology`] applies, so
+    /// every process must agree on it too.
+    pub stream_replicas: usize,
 }
 
 impl Default for DeliveryPolicy {
@@ -52,6 +57,7 @@ impl Default for DeliveryPolicy {
             max_deliver: 5,
             backoff: [30, 60, 120, 240].map(Duration::from_secs).to_vec(),
             max_ack_pending: 1_000,
+            stream_replicas: 1,
         }
     }
 }
@@ -65,8 +71,9 @@ pub struct SettingError {
 }
 
 impl DeliveryPolicy {
-    /// Reads `VAPORA_NATS_ACK_WAIT_SECS`, `VAPORA_NATS_MAX_DELIVER` and
-    /// `VAPORA_NATS_BACKOFF_SECS` (comma-separated) over the defaults.
+    /// Reads `VAPORA_NATS_ACK_WAIT_SECS`, `VAPORA_NATS_MAX_DELIVER`,
+    /// `VAPORA_NATS_BACKOFF_SECS` (comma-separated) and
+    /// `VAPORA_NATS_STREAM_REPLICAS` (1 to 5) over the defaults.
     /// Every process that calls [`ensure_topology`] must agree on them, so
     /// the backend and agent servers read the same variables.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingError> {
@@ -96,6 +103,14 @@ impl DeliveryPolicy {
                 .ok()
                 .filter(|n| *n >= 1)
                 .ok_or_else(|| invalid("VAPORA_NATS_MAX_DELIVER", &value, "expected an integer >= 1"))?;
+        }
+        if let Some(value) = get("VAPORA_NATS_STREAM_REPLICAS") {
+            policy.stream_replicas = value
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=5).contains(n))
+                .ok_or_else(|| invalid("VAPORA_NATS_STREAM_REPLICAS", &value, "expected 1 to 5"))?;
         }
         match get("VAPORA_NATS_BACKOFF_SECS") {
             Some(value) => {
@@ -191,9 +206,15 @@ pub async fn ensure_topology(
     roles: impl IntoIterator<Item = &Role>,
     delivery: &DeliveryPolicy,
 ) -> Result<(), TopologyError> {
-    let tasks = context.create_or_update_stream(tasks_stream_config()).await?;
+    let replicated = |config| stream::Config {
+        num_replicas: delivery.stream_replicas,
+        ..config
+    };
+    let tasks = context
+        .create_or_update_stream(replicated(tasks_stream_config()))
+        .await?;
     for config in [events_stream_config(), dead_letters_stream_config()] {
-        context.create_or_update_stream(config).await?;
+        context.create_or_update_stream(replicated(config)).await?;
     }
     let tasks = context.get_stream(&tasks.config.name).await?;
     for role in roles {

@@ -1,7 +1,15 @@
-//! NATS server URLs as they may be shown. A URL can carry credentials
+//! NATS server URLs. A setting may list several servers, the nodes of a
+//! cluster ([`servers`]). A URL can carry credentials
 //! (`nats://user:password@host:4222`, `nats://token@host:4222`), and a log
 //! line or an error message is no place for them: everything that prints
 //! a configured URL prints [`redacted`] instead.
+
+/// The servers of a URL setting: one URL, or several separated by commas
+/// (the client connects to one and moves to another when it goes).
+/// async-nats reads a single string as one address, hence the split.
+pub fn servers(url: &str) -> Vec<&str> {
+    url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
+}
 
 /// `url` with any credentials replaced by `***`. A comma-separated list of
 /// servers (as NATS clients accept) is redacted server by server.
@@ -24,6 +32,15 @@ fn redact_one(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::redacted;
+
+    #[test]
+    fn a_list_of_servers_is_split() {
+        assert_eq!(super::servers("nats://a:4222"), ["nats://a:4222"]);
+        assert_eq!(
+            super::servers("nats://a:4222, nats://b:4222,"),
+            ["nats://a:4222", "nats://b:4222"]
+        );
+    }
 
     #[test]
     fn credentials_never_show() {

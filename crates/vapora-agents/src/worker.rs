@@ -12,6 +12,7 @@
 //! pulling, lets running attempts finish until the deadline, then naks the
 //! rest so they are redelivered at once.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -48,6 +49,9 @@ pub struct WorkerConfig {
     pub shutdown_deadline: Duration,
     /// Size limits on outputs and progress chunks.
     pub limits: OutputLimits,
+    /// Rewritten with the time at every heartbeat sent while connected to
+    /// NATS, for `vapora-agent-server healthcheck` (see [`alive_since`]).
+    pub alive_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -402,5 +406,20 @@ async fn heartbeats(shared: Shared, stop: CancellationToken) {
         if let Ok(payload) = serde_json::to_vec(&beat) {
             let _ = shared.client.publish(HEARTBEAT_SUBJECT, payload.into()).await;
         }
+        if let Some(path) = &shared.config.alive_file
+            && shared.client.connection_state() == async_nats::connection::State::Connected
+            && let Err(e) = tokio::fs::write(path, beat.sent_at.timestamp_millis().to_string()).await
+        {
+            tracing::debug!(error = %e, path = %path.display(), "could not write the alive file");
+        }
     }
+}
+
+/// How long ago the alive file was last written, per the time in it;
+/// `None` if it is missing or unreadable. A worker that is connected and
+/// heartbeating keeps this under its heartbeat interval.
+pub fn alive_since(path: &Path) -> Option<Duration> {
+    let written: i64 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+    let age = Utc::now().timestamp_millis().saturating_sub(written);
+    Some(Duration::from_millis(age.max(0).unsigned_abs()))
 }

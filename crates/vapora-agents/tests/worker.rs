@@ -65,6 +65,7 @@ async fn rig(script: Script) -> Rig {
         in_progress_every: Duration::from_millis(200),
         shutdown_deadline: Duration::from_secs(2),
         limits: OutputLimits::default(),
+        alive_file: None,
     };
     let stop = CancellationToken::new();
     let worker = tokio::spawn(worker::run(

@@ -1,8 +1,12 @@
 //! `vapora-backend`: reads settings from the environment and serves until
-//! SIGINT or SIGTERM.
+//! SIGINT or SIGTERM. `vapora-backend healthcheck` probes a running one.
 
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use vapora_backend::{Application, Settings, shutdown_signal};
+use vapora_shared::healthcheck;
 
 // SurrealDB's query engine allocates and copies many short-lived values on
 // every statement; under load glibc's allocator showed up at ~10% of the
@@ -10,15 +14,35 @@ use vapora_backend::{Application, Settings, shutdown_signal};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "The Vapora API service; settings come from VAPORA_* variables"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Exit 0 if the backend on this host (at `VAPORA_PORT`) is ready, 1 if
+    /// not: a container health check that needs no curl in the image.
+    Healthcheck,
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
+    if let Some(Command::Healthcheck) = Cli::parse().command {
+        return Ok(healthcheck::exit_code(Settings::from_env()?.port, "/ready"));
+    }
     init_logging();
     let settings = Settings::from_env()?;
     Application::build(settings)
         .await?
         .run_until(shutdown_signal())
         .await?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `RUST_LOG` decides, defaulting to `info` with the storage engine's chatter

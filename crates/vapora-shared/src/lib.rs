@@ -3,10 +3,12 @@
 //! Everything that crosses a process boundary — REST bodies, WebSocket events,
 //! stored records, and (later) NATS messages — is defined here once, so the
 //! backend, the agent server and outside clients agree on one vocabulary.
-//! This crate deliberately knows nothing about HTTP, databases or brokers.
+//! This crate deliberately knows nothing about HTTP, databases or brokers
+//! (but for the one-line loopback probe of [`healthcheck`]).
 
 pub mod agent;
 pub mod event;
+pub mod healthcheck;
 pub mod ids;
 pub mod lifecycle;
 pub mod project;

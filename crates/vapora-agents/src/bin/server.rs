@@ -12,14 +12,17 @@
 //! | `VAPORA_SHUTDOWN_GRACE_SECS` | `30` | time running attempts get after SIGTERM before they are handed back |
 //! | `VAPORA_AGENT_HEARTBEAT_SECS` | `3` | heartbeat interval |
 //! | `VAPORA_MAX_OUTPUT_BYTES`, `VAPORA_MAX_CHUNK_BYTES` | 524288, 16384 | a result's output is cut (and marked `output_truncated`) past the first; a progress chunk longer than the second is sent in pieces |
-//! | `VAPORA_NATS_ACK_WAIT_SECS`, `VAPORA_NATS_MAX_DELIVER`, `VAPORA_NATS_BACKOFF_SECS` | 30, 5, 30,60,120,240 | delivery policy; must match the backend's |
+//! | `VAPORA_NATS_ACK_WAIT_SECS`, `VAPORA_NATS_MAX_DELIVER`, `VAPORA_NATS_BACKOFF_SECS`, `VAPORA_NATS_STREAM_REPLICAS` | 30, 5, 30,60,120,240, 1 | delivery policy and stream copies; must match the backend's |
 //! | `VAPORA_NATS_USER`/`_PASSWORD`, `_TOKEN`, `_NKEY_SEED`, `_CREDS_FILE`, `_TLS_*` | unset | credentials and TLS (see `vapora_agents::nats_auth`) |
+//! | `VAPORA_AGENT_ALIVE_FILE` | unset | a file rewritten at every heartbeat sent while connected to NATS; `vapora-agent-server healthcheck` (a container health check) exits 0 while it is fresh |
 //! | `VAPORA_NATS_CREATE_TOPOLOGY` | `true` | create the streams and consumers at start; `false` for a user whose NATS permissions only allow consuming (it then waits for the backend to create them) |
 
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 use vapora_agents::jetstream::{DeliveryPolicy, consumer_name, ensure_topology};
@@ -35,8 +38,59 @@ fn env(key: &str) -> Option<String> {
     std::env::var(key).ok().filter(|v| !v.trim().is_empty())
 }
 
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Vapora agent workers fed over NATS JetStream; settings come from VAPORA_* variables"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Exit 0 if the agent server on this host wrote `VAPORA_AGENT_ALIVE_FILE`
+    /// within three heartbeats (it does so only while connected to NATS), 1
+    /// if not: a container health check.
+    Healthcheck,
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    match Cli::parse().command {
+        Some(Command::Healthcheck) => healthcheck(),
+        None => serve().map(|()| ExitCode::SUCCESS),
+    }
+}
+
+fn healthcheck() -> anyhow::Result<ExitCode> {
+    let path = env("VAPORA_AGENT_ALIVE_FILE").context("VAPORA_AGENT_ALIVE_FILE is not set")?;
+    // Three heartbeats, and never under ten seconds: a busy host may be late.
+    let limit = (heartbeat_every()? * 3).max(Duration::from_secs(10));
+    Ok(match worker::alive_since(path.as_ref()) {
+        Some(age) if age <= limit => ExitCode::SUCCESS,
+        Some(age) => {
+            eprintln!("{path}: last heartbeat {age:?} ago, more than {limit:?}");
+            ExitCode::FAILURE
+        }
+        None => {
+            eprintln!("{path}: missing or unreadable");
+            ExitCode::FAILURE
+        }
+    })
+}
+
+fn heartbeat_every() -> anyhow::Result<Duration> {
+    Ok(Duration::from_secs_f64(
+        env("VAPORA_AGENT_HEARTBEAT_SECS")
+            .map(|v| v.parse())
+            .transpose()?
+            .unwrap_or(3.0),
+    ))
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn serve() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
@@ -59,7 +113,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("reading the NATS credentials file")?;
     let client = options
-        .connect(&url)
+        .connect(vapora_agents::nats_url::servers(&url))
         .await
         .with_context(|| format!("connecting to {shown_url}"))?;
     let delivery = DeliveryPolicy::from_lookup(env)?;
@@ -129,12 +183,7 @@ fn worker_config(roles: Vec<Role>, delivery: &DeliveryPolicy) -> anyhow::Result<
             .map(|v| v.parse())
             .transpose()?
             .unwrap_or(4),
-        heartbeat_every: Duration::from_secs_f64(
-            env("VAPORA_AGENT_HEARTBEAT_SECS")
-                .map(|v| v.parse())
-                .transpose()?
-                .unwrap_or(3.0),
-        ),
+        heartbeat_every: heartbeat_every()?,
         // Three in-progress acks per ack wait: one lost ack is not a redelivery.
         in_progress_every: delivery.ack_wait / 3,
         shutdown_deadline: Duration::from_secs(
@@ -144,6 +193,7 @@ fn worker_config(roles: Vec<Role>, delivery: &DeliveryPolicy) -> anyhow::Result<
                 .unwrap_or(30),
         ),
         limits: OutputLimits::from_lookup(env)?,
+        alive_file: env("VAPORA_AGENT_ALIVE_FILE").map(Into::into),
     })
 }
 

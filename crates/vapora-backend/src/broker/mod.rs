@@ -91,7 +91,7 @@ pub async fn connect(url: &str, credentials: &NatsCredentials) -> Result<async_n
         // copy per event, only to be dropped (see `replication`).
         .no_echo()
         .retry_on_initial_connect()
-        .connect(url)
+        .connect(vapora_agents::nats_url::servers(url))
         .await
         .map_err(|source| BrokerError {
             url: vapora_agents::nats_url::redacted(url),

@@ -1,6 +1,7 @@
 //! What must not wedge or leak: a flood of reports nobody can apply, a
 //! worker that dies silently in the middle of an attempt, a provider that
-//! asks to be left alone for 1e20 seconds, and one whose error carries a key.
+//! asks to be left alone for 1e20 seconds, one whose error carries a key,
+//! and a NATS URL list whose first server is gone.
 
 use std::time::Duration;
 
@@ -221,4 +222,24 @@ async fn eventually_status(cluster: &Cluster, id: &str, status: &str) -> serde_j
     })
     .await;
     api.task(id).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_url_list_whose_first_server_is_gone_still_connects() {
+    let mut cluster = Cluster::start(taking(10)).await;
+    // A port nobody listens on, then the real server: how a cluster's node
+    // list looks while one node is down.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let servers = format!("nats://{gone},{}", cluster.nats.url());
+    let env = [("VAPORA_NATS_URL", servers.as_str())];
+    cluster.start_backend_with(&env).await;
+    cluster.start_agent_with("agent-a", "developer", 2, &env).await;
+    let api = cluster.api(0);
+    let project = api.create_project().await;
+    let ids = api.create_tasks(&project, &["developer"], 10, 4).await;
+    api.wait_all_done(&project, &ids, 60).await;
+    api.assert_finished_exactly_once(&ids).await;
 }

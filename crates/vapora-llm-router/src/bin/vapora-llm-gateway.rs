@@ -7,9 +7,12 @@
 //!
 //! `vapora-llm-gateway hash-key` prints the hash of a key read from stdin,
 //! for `[gateway.keys.NAME] hash`; `hash-key --generate` makes a new key and
-//! prints it with its hash.
+//! prints it with its hash. `vapora-llm-gateway healthcheck` probes a
+//! running gateway.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -40,13 +43,28 @@ enum Command {
         #[arg(long)]
         generate: bool,
     },
+    /// Exit 0 if the gateway on this host (at `VAPORA_GATEWAY_ADDR`'s port)
+    /// answers `/health`, 1 if not: a container health check that needs no
+    /// curl in the image.
+    Healthcheck,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
-        Some(Command::HashKey { generate }) => print_hash(generate),
-        None => serve(),
+        Some(Command::HashKey { generate }) => print_hash(generate).map(|()| ExitCode::SUCCESS),
+        Some(Command::Healthcheck) => healthcheck(),
+        None => serve().map(|()| ExitCode::SUCCESS),
     }
+}
+
+const DEFAULT_ADDR: &str = "127.0.0.1:8003";
+
+fn healthcheck() -> anyhow::Result<ExitCode> {
+    let addr: SocketAddr = std::env::var("VAPORA_GATEWAY_ADDR")
+        .unwrap_or_else(|_| DEFAULT_ADDR.into())
+        .parse()
+        .context("VAPORA_GATEWAY_ADDR is not host:port")?;
+    Ok(vapora_shared::healthcheck::exit_code(addr.port(), "/health"))
 }
 
 fn print_hash(generate: bool) -> anyhow::Result<()> {
@@ -73,7 +91,7 @@ async fn serve() -> anyhow::Result<()> {
         PathBuf::from(std::env::var("VAPORA_LLM_CONFIG").unwrap_or_else(|_| "config/llm.toml".into()));
     let budget_file =
         std::env::var("VAPORA_GATEWAY_BUDGET_FILE").unwrap_or_else(|_| "data/gateway-budgets.json".into());
-    let addr = std::env::var("VAPORA_GATEWAY_ADDR").unwrap_or_else(|_| "127.0.0.1:8003".into());
+    let addr = std::env::var("VAPORA_GATEWAY_ADDR").unwrap_or_else(|_| DEFAULT_ADDR.into());
 
     let config = RouterConfig::load(&config_path)
         .await

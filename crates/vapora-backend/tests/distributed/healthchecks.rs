@@ -1,0 +1,61 @@
+//! The `healthcheck` subcommands container health checks run: exit 0 while
+//! the service on this host serves, 1 when it does not.
+
+use std::process::Command;
+
+use vapora_agents::testing::workspace_binary;
+
+use crate::cluster::{Cluster, eventually, taking};
+
+/// Runs `binary healthcheck` with `env`; whether it exited 0.
+fn healthy(binary: &std::path::Path, env: &[(&str, &str)]) -> bool {
+    Command::new(binary)
+        .arg("healthcheck")
+        .envs(env.iter().copied())
+        .output()
+        .expect("the binary runs")
+        .status
+        .success()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_and_agent_server_healthchecks_tell_serving_from_gone() {
+    let mut cluster = Cluster::start(taking(10)).await;
+    cluster.start_backend().await;
+    let alive = tempfile::tempdir().unwrap();
+    let alive_file = alive.path().join("agent.alive");
+    let alive_file = alive_file.to_str().unwrap();
+    cluster
+        .start_agent_with(
+            "agent-a",
+            "developer",
+            1,
+            &[("VAPORA_AGENT_ALIVE_FILE", alive_file)],
+        )
+        .await;
+
+    let backend = std::path::PathBuf::from(env!("CARGO_BIN_EXE_vapora-backend"));
+    let port = cluster.backends[0].url.rsplit(':').next().unwrap().to_owned();
+    assert!(healthy(&backend, &[("VAPORA_PORT", &port)]), "a ready backend");
+
+    let agent_server = workspace_binary("vapora-agents", "vapora-agent-server");
+    let agent_env = [
+        ("VAPORA_AGENT_ALIVE_FILE", alive_file),
+        ("VAPORA_AGENT_HEARTBEAT_SECS", "0.5"),
+    ];
+    eventually(10, "the agent server's first heartbeat", || async {
+        healthy(&agent_server, &agent_env)
+    })
+    .await;
+    let elsewhere = alive.path().join("never-written");
+    assert!(
+        !healthy(
+            &agent_server,
+            &[("VAPORA_AGENT_ALIVE_FILE", elsewhere.to_str().unwrap())]
+        ),
+        "no alive file"
+    );
+
+    cluster.kill_backend(0);
+    assert!(!healthy(&backend, &[("VAPORA_PORT", &port)]), "a backend gone");
+}
