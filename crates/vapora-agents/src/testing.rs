@@ -15,6 +15,15 @@ pub struct NatsServer {
     child: Child,
     url: String,
     dir: tempfile::TempDir,
+    deployment: Option<Deployment>,
+}
+
+/// A deployment's own configuration file, run as it is: its JetStream
+/// settings and store, the environment its variables come from.
+#[derive(Debug, Clone)]
+struct Deployment {
+    config: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 /// Name of the configuration file in the server's directory, if any.
@@ -24,8 +33,37 @@ impl NatsServer {
     /// Starts a server and waits until it accepts clients.
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (child, url) = launch(dir.path(), -1).await;
-        Self { child, url, dir }
+        let (child, url) = launch(dir.path(), -1, None).await;
+        Self {
+            child,
+            url,
+            dir,
+            deployment: None,
+        }
+    }
+
+    /// A server run from a deployment's configuration file as it is, with
+    /// `env` as the environment its `$VARIABLES` come from (plus
+    /// `NATS_STORE_DIR`, a directory of the test's); only the client port
+    /// and address are the test's, and the monitoring port is off.
+    pub async fn start_from_file(config: &Path, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        env.push((
+            "NATS_STORE_DIR".into(),
+            dir.path().join("store").display().to_string(),
+        ));
+        let deployment = Deployment {
+            config: config.to_owned(),
+            env,
+        };
+        let (child, url) = launch(dir.path(), -1, Some(&deployment)).await;
+        Self {
+            child,
+            url,
+            dir,
+            deployment: Some(deployment),
+        }
     }
 
     /// As [`Self::start`], with `config` (nats-server configuration text,
@@ -34,8 +72,13 @@ impl NatsServer {
     pub async fn start_with_config(config: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join(CONFIG_FILE), config).expect("config written");
-        let (child, url) = launch(dir.path(), -1).await;
-        Self { child, url, dir }
+        let (child, url) = launch(dir.path(), -1, None).await;
+        Self {
+            child,
+            url,
+            dir,
+            deployment: None,
+        }
     }
 
     /// `nats://127.0.0.1:PORT`.
@@ -59,7 +102,7 @@ impl NatsServer {
             .next()
             .and_then(|p| p.parse().ok())
             .expect("url has a port");
-        let (child, url) = launch(self.dir.path(), port).await;
+        let (child, url) = launch(self.dir.path(), port, self.deployment.as_ref()).await;
         assert_eq!(url, self.url, "restarted on another address");
         self.child = child;
     }
@@ -71,7 +114,7 @@ impl Drop for NatsServer {
     }
 }
 
-async fn launch(dir: &Path, port: i32) -> (Child, String) {
+async fn launch(dir: &Path, port: i32, deployment: Option<&Deployment>) -> (Child, String) {
     let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
     // A restart finds the previous run's ports file; start from none.
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -82,13 +125,24 @@ async fn launch(dir: &Path, port: i32) -> (Child, String) {
         }
     }
     let mut command = Command::new(&bin);
-    let config = dir.join(CONFIG_FILE);
-    if config.exists() {
-        command.arg("-c").arg(config);
+    match deployment {
+        Some(deployment) => {
+            command
+                .arg("-c")
+                .arg(&deployment.config)
+                .envs(deployment.env.iter().map(|(k, v)| (k, v)))
+                .args(["-m", "0"]);
+        }
+        None => {
+            let config = dir.join(CONFIG_FILE);
+            if config.exists() {
+                command.arg("-c").arg(config);
+            }
+            command.args(["-js", "-sd"]).arg(dir.join("store"));
+        }
     }
     let child = command
-        .args(["-p", &port.to_string(), "-a", "127.0.0.1", "-js", "-sd"])
-        .arg(dir.join("store"))
+        .args(["-p", &port.to_string(), "-a", "127.0.0.1"])
         .arg("--ports_file_dir")
         .arg(dir)
         .stdout(Stdio::null())

@@ -1,6 +1,7 @@
 //! NATS with credentials: a client without them cannot connect, an agent's
 //! user may consume its roles' tasks and report, and nothing else, and the
-//! whole system runs with exactly the permissions `docs/protocol.md` lists.
+//! whole system runs with exactly the permissions `docs/protocol.md` lists,
+//! also under the deployment's own `config/nats/nats.conf`.
 
 use std::time::Duration;
 
@@ -187,4 +188,61 @@ async fn the_system_runs_with_per_agent_users_and_the_documented_permissions() {
         );
     }
     // Dropping the cluster scans every log for both passwords.
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_system_runs_under_the_committed_deployment_config() {
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/nats/nats.conf");
+    let nats = NatsServer::start_from_file(
+        &config,
+        &[
+            ("NATS_BACKEND_PASSWORD", BACKEND_PASSWORD),
+            ("NATS_AGENT_PASSWORD", AGENT_PASSWORD),
+        ],
+    )
+    .await;
+    assert!(async_nats::connect(nats.url()).await.is_err(), "no credentials");
+    // The agents' user may not publish attempts: JetStream never stores one.
+    let agents = connect_as(nats.url(), "agents", AGENT_PASSWORD).await.unwrap();
+    let forged = async_nats::jetstream::new(agents)
+        .publish("vapora.tasks.developer", "forged".into())
+        .await;
+    let stored = match forged {
+        Ok(ack) => tokio::time::timeout(Duration::from_secs(10), ack)
+            .await
+            .is_ok_and(|a| a.is_ok()),
+        Err(_) => false,
+    };
+    assert!(!stored, "the agents user published an attempt");
+
+    let mut cluster = Cluster::start_on(nats, Script::text(&["deployed"])).await;
+    cluster
+        .secrets
+        .extend([BACKEND_PASSWORD.to_owned(), AGENT_PASSWORD.to_owned()]);
+    cluster
+        .start_backend_with(&[
+            ("VAPORA_NATS_USER", "backend"),
+            ("VAPORA_NATS_PASSWORD", BACKEND_PASSWORD),
+        ])
+        .await;
+    // As docker-compose.yml runs them: one shared user, every role.
+    for agent in ["agent-1", "agent-2"] {
+        cluster
+            .start_agent_with(
+                agent,
+                "developer,tester",
+                2,
+                &[
+                    ("VAPORA_NATS_USER", "agents"),
+                    ("VAPORA_NATS_PASSWORD", AGENT_PASSWORD),
+                    ("VAPORA_NATS_CREATE_TOPOLOGY", "false"),
+                ],
+            )
+            .await;
+    }
+    let api = cluster.api(0);
+    let project = api.create_project().await;
+    let ids = api.create_tasks(&project, &["developer", "tester"], 20, 4).await;
+    api.wait_all_done(&project, &ids, 60).await;
+    api.assert_finished_exactly_once(&ids).await;
 }
