@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 use vapora_backend::{Application, Settings, shutdown_signal};
 use vapora_shared::healthcheck;
 
@@ -36,7 +35,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     if let Some(Command::Healthcheck) = Cli::parse().command {
         return Ok(healthcheck::exit_code(Settings::from_env()?.port, "/ready"));
     }
-    init_logging();
+    vapora_telemetry::init_logging(DEFAULT_LOG, "vapora_backend")?;
     let settings = Settings::from_env()?;
     Application::build(settings)
         .await?
@@ -45,24 +44,12 @@ async fn main() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `RUST_LOG` decides, defaulting to `info` with the storage engine's chatter
-/// turned down. Our own start-up lines (worker threads, storage, provider)
-/// stay visible unless `RUST_LOG` mentions `vapora` itself, so that e.g.
-/// `RUST_LOG=tokio=debug` still shows them.
+/// What is logged unless `RUST_LOG` says otherwise: `info`, with the
+/// storage engine's chatter turned down.
 ///
-/// `surrealkv::lsm` is held to errors by default: at every shutdown,
-/// SurrealDB 3.3's commit thread drops its handle to the store outside any
-/// runtime, and surrealkv 0.21 then warns "No runtime available for closing
-/// the store correctly", although SurrealDB closes the store explicitly
-/// right after (flushing memtables and the WAL).
-fn init_logging() {
-    let spec = std::env::var("RUST_LOG")
-        .ok()
-        .filter(|spec| !spec.trim().is_empty())
-        .unwrap_or_else(|| "info,surrealkv=warn,surrealkv::lsm=error,surrealdb=warn".into());
-    let mut filter = EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new("info"));
-    if !spec.contains("vapora") {
-        filter = filter.add_directive("vapora_backend=info".parse().expect("valid directive"));
-    }
-    tracing_subscriber::fmt().with_env_filter(filter).init();
-}
+/// `surrealkv::lsm` is held to errors: at every shutdown, SurrealDB 3.3's
+/// commit thread drops its handle to the store outside any runtime, and
+/// surrealkv 0.21 then warns "No runtime available for closing the store
+/// correctly", although SurrealDB closes the store explicitly right after
+/// (flushing memtables and the WAL).
+const DEFAULT_LOG: &str = "info,surrealkv=warn,surrealkv::lsm=error,surrealdb=warn";

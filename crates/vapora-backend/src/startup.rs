@@ -198,10 +198,14 @@ impl Application {
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "vapora-backend listening");
         let stopping = state.shutdown.clone();
+        // Outermost, so that every answer has a request id, a timeout's too.
+        let (set_request_id, propagate_request_id) = vapora_telemetry::request_ids();
         let app = server::with_request_timeout(
             router(state, settings.metrics_require_key),
             settings.request_timeout,
-        );
+        )
+        .layer(propagate_request_id)
+        .layer(set_request_id);
         server::serve(listener, app, settings.header_read_timeout, async move {
             shutdown.await;
             tracing::info!("shutdown requested: no new connections");

@@ -472,6 +472,10 @@ async fn the_openapi_document_and_docs_page_are_served_without_a_key() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    assert!(
+        response.headers().contains_key("x-request-id"),
+        "every answer has a request id"
+    );
     let document: Value = response.json().await.unwrap();
     assert_eq!(document["openapi"], "3.1.0");
     assert_eq!(

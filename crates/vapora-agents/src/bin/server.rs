@@ -24,7 +24,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 use vapora_agents::jetstream::{DeliveryPolicy, consumer_name, ensure_topology};
 use vapora_agents::nats_auth::NatsCredentials;
 use vapora_agents::nats_url::redacted;
@@ -91,9 +90,7 @@ fn heartbeat_every() -> anyhow::Result<Duration> {
 
 #[tokio::main]
 async fn serve() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
+    vapora_telemetry::init_logging("info", "vapora_agent_server")?;
     let catalog = load_catalog().await?;
     let roles = roles_to_serve(&catalog)?;
     let router_config = match env("VAPORA_LLM_CONFIG") {

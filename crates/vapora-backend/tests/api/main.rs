@@ -11,6 +11,7 @@ mod idempotency;
 mod lifecycle;
 mod limits;
 mod persistence;
+mod request_ids;
 mod shared_state;
 mod support;
 mod timeouts;

@@ -235,6 +235,11 @@ impl Cluster {
         .await;
     }
 
+    /// What agent server `id` has logged so far.
+    pub fn agent_log(&self, id: &str) -> String {
+        std::fs::read_to_string(&self.agents[id].log).unwrap_or_default()
+    }
+
     /// Every process's log file.
     fn log_files(&self) -> Vec<&Path> {
         let mut logs: Vec<&Path> = self.backends.iter().map(|b| b.log.as_path()).collect();

@@ -1,5 +1,6 @@
-//! The `healthcheck` subcommands container health checks run: exit 0 while
-//! the service on this host serves, 1 when it does not.
+//! What a deployment watches: the `healthcheck` subcommands container
+//! health checks run (exit 0 while the service on this host serves, 1 when
+//! it does not), and logs as JSON lines for collectors.
 
 use std::process::Command;
 
@@ -58,4 +59,27 @@ async fn backend_and_agent_server_healthchecks_tell_serving_from_gone() {
 
     cluster.kill_backend(0);
     assert!(!healthy(&backend, &[("VAPORA_PORT", &port)]), "a backend gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_json_lines_by_setting() {
+    let mut cluster = Cluster::start(taking(10)).await;
+    cluster.start_backend().await;
+    cluster
+        .start_agent_with("agent-a", "developer", 1, &[("VAPORA_LOG_FORMAT", "json")])
+        .await;
+    cluster.wait_for_agents(0, &["agent-a"]).await;
+    let log = cluster.agent_log("agent-a");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert!(!lines.is_empty());
+    assert!(
+        lines.iter().any(|l| l["level"] == "INFO"
+            && l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("vapora-agent-server pulling"))),
+        "{log}"
+    );
 }

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 use vapora_llm_router::RouterConfig;
 use vapora_llm_router::budget_store::FileBudgetStore;
 use vapora_llm_router::gateway::keys::{generate_key, hash_key};
@@ -84,9 +83,7 @@ fn print_hash(generate: bool) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn serve() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
+    vapora_telemetry::init_logging("info", "vapora_llm_gateway")?;
     let config_path =
         PathBuf::from(std::env::var("VAPORA_LLM_CONFIG").unwrap_or_else(|_| "config/llm.toml".into()));
     let budget_file =

@@ -68,6 +68,7 @@ pub fn app(router: Router, keys: GatewayKeys) -> HttpRouter {
         .chain(gateway.router.targets().iter().map(ToString::to_string))
         .collect();
     openapi::finish(&mut document, models);
+    let (set_request_id, propagate_request_id) = vapora_telemetry::request_ids();
     routes
         .merge(openapi::docs(document))
         .fallback(|| async {
@@ -78,6 +79,8 @@ pub fn app(router: Router, keys: GatewayKeys) -> HttpRouter {
             }
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(propagate_request_id)
+        .layer(set_request_id)
         .with_state(gateway)
 }
 
