@@ -10,6 +10,7 @@
 pub mod attempt;
 pub mod executor;
 pub mod jetstream;
+pub mod metrics;
 pub mod nats_auth;
 pub mod nats_url;
 pub mod roles;

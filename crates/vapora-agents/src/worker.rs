@@ -35,6 +35,7 @@ use vapora_shared::{AgentId, Role};
 use crate::RoleCatalog;
 use crate::attempt::{AgentContext, AttemptOutcome, Claim, OutputLimits, ReportSink, SinkError, run_attempt};
 use crate::jetstream::consumer_name;
+use crate::metrics::AgentMetrics;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -52,6 +53,8 @@ pub struct WorkerConfig {
     /// Rewritten with the time at every heartbeat sent while connected to
     /// NATS, for `vapora-agent-server healthcheck` (see [`alive_since`]).
     pub alive_file: Option<PathBuf>,
+    /// Where attempts are counted and timed.
+    pub metrics: AgentMetrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +190,8 @@ async fn take_attempt(
         }
     };
     let _load = LoadGuard::new(&shared.load);
+    let _in_flight = shared.config.metrics.in_flight();
+    let started = std::time::Instant::now();
     let cancel = CancellationToken::new();
     let watcher = match watch_cancellation(&shared.client, &attempt, cancel.clone()).await {
         Ok(watcher) => watcher,
@@ -209,6 +214,10 @@ async fn take_attempt(
         limits: shared.config.limits,
     };
     let outcome = run_attempt(agent, (&attempt).into(), &sink, &cancel, &abort).await;
+    shared
+        .config
+        .metrics
+        .attempt_ended(&attempt.role, &outcome, started.elapsed());
     drop(sink);
     keepalive.abort();
     watcher.abort();

@@ -66,6 +66,7 @@ async fn rig(script: Script) -> Rig {
         shutdown_deadline: Duration::from_secs(2),
         limits: OutputLimits::default(),
         alive_file: None,
+        metrics: Default::default(),
     };
     let stop = CancellationToken::new();
     let worker = tokio::spawn(worker::run(

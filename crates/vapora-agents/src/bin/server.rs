@@ -15,8 +15,10 @@
 //! | `VAPORA_NATS_ACK_WAIT_SECS`, `VAPORA_NATS_MAX_DELIVER`, `VAPORA_NATS_BACKOFF_SECS`, `VAPORA_NATS_STREAM_REPLICAS` | 30, 5, 30,60,120,240, 1 | delivery policy and stream copies; must match the backend's |
 //! | `VAPORA_NATS_USER`/`_PASSWORD`, `_TOKEN`, `_NKEY_SEED`, `_CREDS_FILE`, `_TLS_*` | unset | credentials and TLS (see `vapora_agents::nats_auth`) |
 //! | `VAPORA_AGENT_ALIVE_FILE` | unset | a file rewritten at every heartbeat sent while connected to NATS; `vapora-agent-server healthcheck` (a container health check) exits 0 while it is fresh |
+//! | `VAPORA_AGENT_METRICS_ADDR` | unset | `host:port` to serve `GET /metrics` (Prometheus: attempts by role and outcome, in flight, durations) and `GET /health` on |
 //! | `VAPORA_NATS_CREATE_TOPOLOGY` | `true` | create the streams and consumers at start; `false` for a user whose NATS permissions only allow consuming (it then waits for the backend to create them) |
 
+use std::future::IntoFuture;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +27,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use vapora_agents::jetstream::{DeliveryPolicy, consumer_name, ensure_topology};
+use vapora_agents::metrics::{self, AgentMetrics};
 use vapora_agents::nats_auth::NatsCredentials;
 use vapora_agents::nats_url::redacted;
 use vapora_agents::worker::{self, WorkerConfig};
@@ -128,6 +131,18 @@ async fn serve() -> anyhow::Result<()> {
         "vapora-agent-server pulling from {shown_url}"
     );
     let stop = CancellationToken::new();
+    if let Some(addr) = env("VAPORA_AGENT_METRICS_ADDR") {
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding VAPORA_AGENT_METRICS_ADDR {addr}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "serving /metrics");
+        let stopped = stop.clone();
+        tokio::spawn(
+            axum::serve(listener, metrics::router(config.metrics.clone()))
+                .with_graceful_shutdown(async move { stopped.cancelled().await })
+                .into_future(),
+        );
+    }
     let signal = {
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -191,6 +206,7 @@ fn worker_config(roles: Vec<Role>, delivery: &DeliveryPolicy) -> anyhow::Result<
         ),
         limits: OutputLimits::from_lookup(env)?,
         alive_file: env("VAPORA_AGENT_ALIVE_FILE").map(Into::into),
+        metrics: AgentMetrics::new(),
     })
 }
 

@@ -1,15 +1,16 @@
 //! Distributed execution over NATS JetStream, with every part a real,
 //! separate process (see `cluster`): end to end, chaos, the attempt fence
-//! against hand-played workers (`fence`), the binaries' health checks, a
-//! worker written in Python from `docs/protocol.md`, graceful shutdown, two
-//! replicas, and what must not wedge the system (`robustness`).
+//! against hand-played workers (`fence`), health checks, logs and metrics
+//! (`observability`), a worker written in Python from `docs/protocol.md`,
+//! graceful shutdown, two replicas, and what must not wedge the system
+//! (`robustness`).
 
 mod chaos;
 mod cluster;
 mod end_to_end;
 mod fence;
-mod healthchecks;
 mod nats_security;
+mod observability;
 mod python_worker;
 mod raw_worker;
 mod replicas;

@@ -1,6 +1,7 @@
 //! What a deployment watches: the `healthcheck` subcommands container
 //! health checks run (exit 0 while the service on this host serves, 1 when
-//! it does not), and logs as JSON lines for collectors.
+//! it does not), logs as JSON lines for collectors, and an agent server's
+//! Prometheus metrics.
 
 use std::process::Command;
 
@@ -81,5 +82,42 @@ async fn logs_are_json_lines_by_setting() {
                 .as_str()
                 .is_some_and(|m| m.starts_with("vapora-agent-server pulling"))),
         "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_server_counts_its_attempts_at_metrics() {
+    let mut cluster = Cluster::start(taking(10)).await;
+    cluster.start_backend().await;
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    cluster
+        .start_agent_with("agent-a", "developer", 2, &[("VAPORA_AGENT_METRICS_ADDR", &addr)])
+        .await;
+    let api = cluster.api(0);
+    let project = api.create_project().await;
+    let ids = api.create_tasks(&project, &["developer"], 12, 4).await;
+    api.wait_all_done(&project, &ids, 60).await;
+
+    let url = format!("http://{addr}/metrics");
+    let succeeded = r#"vapora_agent_attempts_total{role="developer",outcome="succeeded"} 12"#;
+    let scrape = || async {
+        match reqwest::get(&url).await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    };
+    eventually(10, "12 successes counted", || async {
+        scrape().await.contains(succeeded)
+    })
+    .await;
+    let text = scrape().await;
+    assert!(text.contains("vapora_agent_attempts_in_flight 0"), "{text}");
+    assert!(
+        text.contains(r#"vapora_agent_attempt_duration_seconds_count{role="developer"} 12"#),
+        "{text}"
     );
 }
