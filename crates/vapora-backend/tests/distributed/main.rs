@@ -2,8 +2,8 @@
 //! separate process (see `cluster`): end to end, chaos, the attempt fence
 //! against hand-played workers (`fence`), health checks, logs and metrics
 //! (`observability`), a worker written in Python from `docs/protocol.md`,
-//! graceful shutdown, two replicas, and what must not wedge the system
-//! (`robustness`).
+//! graceful shutdown, two replicas, backends on a SurrealDB server
+//! (`storage_server`), and what must not wedge the system (`robustness`).
 
 mod chaos;
 mod cluster;
@@ -16,3 +16,5 @@ mod raw_worker;
 mod replicas;
 mod robustness;
 mod shutdown;
+mod storage_server;
+mod surreal_server;
