@@ -39,6 +39,32 @@ authorization {{
     )
 }
 
+/// The backend under the `backend` user, and each `(agent id, NATS user)`
+/// serving developer and tester under its user, which may not create the
+/// topology.
+async fn start_under_users(cluster: &mut Cluster, agents: &[(&str, &str)], concurrency: usize) {
+    cluster
+        .start_backend_with(&[
+            ("VAPORA_NATS_USER", "backend"),
+            ("VAPORA_NATS_PASSWORD", BACKEND_PASSWORD),
+        ])
+        .await;
+    for (id, user) in agents {
+        cluster
+            .start_agent_with(
+                id,
+                "developer,tester",
+                concurrency,
+                &[
+                    ("VAPORA_NATS_USER", user),
+                    ("VAPORA_NATS_PASSWORD", AGENT_PASSWORD),
+                    ("VAPORA_NATS_CREATE_TOPOLOGY", "false"),
+                ],
+            )
+            .await;
+    }
+}
+
 async fn connect_as(
     url: &str,
     user: &str,
@@ -152,24 +178,7 @@ async fn the_system_runs_with_per_agent_users_and_the_documented_permissions() {
     cluster
         .secrets
         .extend([BACKEND_PASSWORD.to_owned(), AGENT_PASSWORD.to_owned()]);
-    cluster
-        .start_backend_with(&[
-            ("VAPORA_NATS_USER", "backend"),
-            ("VAPORA_NATS_PASSWORD", BACKEND_PASSWORD),
-        ])
-        .await;
-    cluster
-        .start_agent_with(
-            "agent-a",
-            "developer,tester",
-            4,
-            &[
-                ("VAPORA_NATS_USER", "agent-a"),
-                ("VAPORA_NATS_PASSWORD", AGENT_PASSWORD),
-                ("VAPORA_NATS_CREATE_TOPOLOGY", "false"),
-            ],
-        )
-        .await;
+    start_under_users(&mut cluster, &[("agent-a", "agent-a")], 4).await;
     let api = cluster.api(0);
     let project = api.create_project().await;
     let mut ids = Vec::new();
@@ -219,27 +228,8 @@ async fn the_system_runs_under_the_committed_deployment_config() {
     cluster
         .secrets
         .extend([BACKEND_PASSWORD.to_owned(), AGENT_PASSWORD.to_owned()]);
-    cluster
-        .start_backend_with(&[
-            ("VAPORA_NATS_USER", "backend"),
-            ("VAPORA_NATS_PASSWORD", BACKEND_PASSWORD),
-        ])
-        .await;
     // As docker-compose.yml runs them: one shared user, every role.
-    for agent in ["agent-1", "agent-2"] {
-        cluster
-            .start_agent_with(
-                agent,
-                "developer,tester",
-                2,
-                &[
-                    ("VAPORA_NATS_USER", "agents"),
-                    ("VAPORA_NATS_PASSWORD", AGENT_PASSWORD),
-                    ("VAPORA_NATS_CREATE_TOPOLOGY", "false"),
-                ],
-            )
-            .await;
-    }
+    start_under_users(&mut cluster, &[("agent-1", "agents"), ("agent-2", "agents")], 2).await;
     let api = cluster.api(0);
     let project = api.create_project().await;
     let ids = api.create_tasks(&project, &["developer", "tester"], 20, 4).await;
