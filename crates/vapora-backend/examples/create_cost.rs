@@ -34,7 +34,10 @@ async fn main() {
             let (cpu_started, started) = (proc_stat::cpu_secs(std::process::id()), Instant::now());
             for _ in 0..TASKS / batch {
                 let tasks: Vec<Task> = (0..batch).map(|_| queued_task(project.id)).collect();
-                assert_eq!(db.insert_tasks(&tasks).await.unwrap(), TaskInsert::Stored);
+                assert_eq!(
+                    db.insert_tasks(&tasks, "bench").await.unwrap(),
+                    TaskInsert::Stored
+                );
             }
             if pass == 1 {
                 let per_task = |secs: f64| secs * 1e6 / TASKS as f64;

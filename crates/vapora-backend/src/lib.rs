@@ -19,6 +19,7 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod queue;
+pub mod replicas;
 pub mod server;
 pub mod services;
 pub mod startup;

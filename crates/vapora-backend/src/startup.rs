@@ -63,6 +63,9 @@ pub struct Application {
     work: PoolShutdown,
     workers: TaskTracker,
     settings: Settings,
+    /// Renews the replica lease until cancelled (see `crate::replicas`).
+    lease: CancellationToken,
+    lease_holder: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -118,6 +121,11 @@ impl Application {
         if requeued > 0 {
             tracing::info!(tasks = requeued, "re-queued work interrupted by the last stop");
         }
+        let lease = CancellationToken::new();
+        let lease_holder = tokio::spawn(crate::replicas::hold_lease(
+            state.task_service.clone(),
+            lease.clone(),
+        ));
 
         let intake = ReportIntake {
             tasks: state.task_service.clone(),
@@ -170,6 +178,8 @@ impl Application {
             work,
             workers,
             settings,
+            lease,
+            lease_holder,
         })
     }
 
@@ -195,7 +205,10 @@ impl Application {
             work,
             workers,
             settings,
+            lease,
+            lease_holder,
         } = self;
+        let tasks = state.task_service.clone();
         tracing::info!(addr = %listener.local_addr()?, "vapora-backend listening");
         let stopping = state.shutdown.clone();
         // Outermost, so that every answer has a request id, a timeout's too.
@@ -230,6 +243,14 @@ impl Application {
             }
         }
         drop((work, workers));
+        // What is still queued here is the other replicas' to dispatch now,
+        // not after the lease would have run out.
+        lease.cancel();
+        let _ = lease_holder.await;
+        if let Err(e) = tasks.release_lease().await {
+            tracing::info!(error = %e, "replica lease not released; it runs out by itself");
+        }
+        drop(tasks);
         storage_closed(STORAGE_CLOSE_WAIT).await;
         tracing::info!("shutdown complete");
         Ok(())

@@ -64,6 +64,7 @@ impl AppState {
                 roles,
                 running,
                 metrics.clone(),
+                crate::replicas::new_replica_id(),
             ),
             agent_registry: AgentRegistry::new(settings.agent_evict_after),
             task_queue,

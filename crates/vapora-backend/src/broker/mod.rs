@@ -106,6 +106,7 @@ pub fn spawn(ctx: BrokerContext, tracker: &TaskTracker, stop: CancellationToken)
     tracker.spawn(replication::run(
         ctx.client.clone(),
         ctx.intake.events.clone(),
+        ctx.intake.tasks.replica().into(),
         stop.clone(),
     ));
     tracker.spawn(heartbeats::run(ctx.clone(), stop.clone()));

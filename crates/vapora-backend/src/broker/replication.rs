@@ -23,8 +23,8 @@ const PROJECT_HEADER: &str = "Vapora-Project";
 /// Events waiting to go out; beyond this (broker away) copies are dropped.
 const OUTBOX: usize = 8_192;
 
-pub async fn run(client: async_nats::Client, events: EventBus, stop: CancellationToken) {
-    let replica = uuid::Uuid::now_v7().to_string();
+/// `replica` marks this replica's events, so that it can tell them apart.
+pub async fn run(client: async_nats::Client, events: EventBus, replica: Arc<str>, stop: CancellationToken) {
     let mut incoming = match client.subscribe(SUBJECT).await {
         Ok(subscription) => subscription,
         Err(e) => return tracing::error!(error = %e, "cannot subscribe to other replicas' events"),
@@ -35,7 +35,7 @@ pub async fn run(client: async_nats::Client, events: EventBus, stop: Cancellatio
         tokio::select! {
             Some(event) = outbox.recv() => {
                 let mut headers = async_nats::HeaderMap::new();
-                headers.insert(ORIGIN_HEADER, replica.as_str());
+                headers.insert(ORIGIN_HEADER, &*replica);
                 if let Some(project) = event.project_id {
                     headers.insert(PROJECT_HEADER, project.to_string().as_str());
                 }
@@ -46,7 +46,7 @@ pub async fn run(client: async_nats::Client, events: EventBus, stop: Cancellatio
             }
             Some(message) = incoming.next() => {
                 let headers = message.headers.as_ref();
-                if headers.and_then(|h| h.get(ORIGIN_HEADER)).map(|v| v.as_str()) == Some(replica.as_str()) {
+                if headers.and_then(|h| h.get(ORIGIN_HEADER)).map(|v| v.as_str()) == Some(&*replica) {
                     continue;
                 }
                 let project_id = headers

@@ -10,6 +10,7 @@
 //! currently on may move it, so a late answer from a superseded attempt is
 //! logged and dropped.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -40,6 +41,8 @@ pub struct TaskService {
     pub(super) running: RunningTasks,
     metrics: Metrics,
     pub(super) dispatch_times: DispatchTimes,
+    /// This replica's name: tasks it queues are queued on it (`crate::replicas`).
+    pub(super) replica: Arc<str>,
 }
 
 /// One page of `GET /api/v1/tasks`.
@@ -58,9 +61,10 @@ impl TaskService {
         roles: RoleCatalog,
         running: RunningTasks,
         metrics: Metrics,
+        replica: Arc<str>,
     ) -> Self {
         Self {
-            inserts: TaskInserts::new(db.clone()),
+            inserts: TaskInserts::new(db.clone(), replica.clone()),
             db,
             queue,
             events,
@@ -68,7 +72,13 @@ impl TaskService {
             running,
             metrics,
             dispatch_times: DispatchTimes::default(),
+            replica,
         }
+    }
+
+    /// This replica's name in leases and task records.
+    pub fn replica(&self) -> &str {
+        &self.replica
     }
 
     pub fn roles(&self) -> &RoleCatalog {
@@ -275,28 +285,65 @@ impl TaskService {
     /// Start-up recovery: work that was queued or running when the process
     /// stopped goes back in the queue.
     ///
-    /// With in-process workers, running attempts died with the process, so
-    /// they get a new attempt number; their old worker can no longer report.
-    /// With remote workers (`remote_workers`), running attempts and attempts
-    /// the broker already holds go on without us: their reports wait in the
-    /// broker. Only tasks that never left our queue are queued again.
+    /// With in-process workers, attempts handed to them died with the
+    /// process: running ones get a new attempt number (their old worker can
+    /// no longer report), and both are queued here again. With remote
+    /// workers (`remote_workers`), those attempts go on without us: their
+    /// reports wait in the broker. Tasks that never left a queue are adopted
+    /// as any orphan is (`crate::replicas`): ours from before the restart,
+    /// and those of replicas that are gone.
     pub async fn requeue_interrupted_work(&self, remote_workers: bool) -> Result<usize, AppError> {
-        let pending = self
-            .db
-            .tasks_in_status(&[TaskStatus::Queued, TaskStatus::Running])
-            .await?;
         let mut count = 0;
-        for stored in pending {
-            let mut task = stored.task;
-            if remote_workers && (task.status == TaskStatus::Running || task.dispatched_at.is_some()) {
-                continue;
-            }
-            if task.status == TaskStatus::Running {
-                let attempt = task.attempt;
-                match self.interrupt_attempt(task.id, attempt).await? {
-                    Some(requeued) => task = requeued,
-                    None => continue,
+        if !remote_workers {
+            let pending = self
+                .db
+                .tasks_in_status(&[TaskStatus::Queued, TaskStatus::Running])
+                .await?;
+            for stored in pending {
+                let mut task = stored.task;
+                if task.status == TaskStatus::Queued && task.dispatched_at.is_none() {
+                    continue;
                 }
+                if task.status == TaskStatus::Running {
+                    let attempt = task.attempt;
+                    match self.interrupt_attempt(task.id, attempt).await? {
+                        Some(requeued) => task = requeued,
+                        None => continue,
+                    }
+                }
+                self.queue
+                    .push_recovered(task.id, task.attempt, task.role.clone(), task.priority)
+                    .await;
+                count += 1;
+            }
+        }
+        self.renew_lease(crate::replicas::LEASE_TTL).await?;
+        Ok(count + self.adopt_orphans().await?)
+    }
+
+    /// Extends this replica's lease by `ttl`.
+    pub async fn renew_lease(&self, ttl: Duration) -> Result<(), AppError> {
+        Ok(self.db.renew_lease(&self.replica, ttl).await?)
+    }
+
+    /// Ends this replica's lease: what it still queues goes to the others.
+    pub async fn release_lease(&self) -> Result<(), AppError> {
+        Ok(self.db.release_lease(&self.replica).await?)
+    }
+
+    /// Takes over the tasks waiting in the queue of a replica that holds no
+    /// lease, and queues them here; returns how many.
+    pub async fn adopt_orphans(&self) -> Result<usize, AppError> {
+        let ids = self.db.adopt_orphans(&self.replica).await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut count = 0;
+        for stored in self.db.get_tasks(&ids).await? {
+            let task = stored.task;
+            // Cancelled or moved since: nothing to queue.
+            if task.status != TaskStatus::Queued || task.dispatched_at.is_some() {
+                continue;
             }
             self.queue
                 .push_recovered(task.id, task.attempt, task.role.clone(), task.priority)
@@ -323,7 +370,12 @@ impl TaskService {
             let Some(next) = decide(&stored.task)? else {
                 return Ok(None);
             };
-            let write = TaskWrite::from_stored(&stored, next);
+            let enters_queue = next.status == TaskStatus::Queued
+                && (stored.task.status != TaskStatus::Queued || stored.task.attempt != next.attempt);
+            let mut write = TaskWrite::from_stored(&stored, next);
+            if enters_queue {
+                write.queued_on = Some(self.replica.to_string());
+            }
             if self.db.replace_task(&write).await? {
                 return Ok(Some(write.next));
             }
@@ -356,6 +408,7 @@ mod tests {
             RoleCatalog::builtin(),
             RunningTasks::default(),
             Metrics::default(),
+            "replica-a".into(),
         );
         let create = service.create(new_task(project.id));
         // Polled once, then dropped, like a handler whose client went away.

@@ -39,11 +39,14 @@ impl TaskService {
     /// the order asked.
     pub async fn awaiting_dispatch(&self, attempts: &[(TaskId, u32)]) -> Result<Vec<Task>, AppError> {
         let ids: Vec<TaskId> = attempts.iter().map(|(id, _)| *id).collect();
+        // A task adopted by another replica (see `crate::replicas`) is that
+        // replica's to dispatch now.
         let mut stored: std::collections::HashMap<TaskId, Task> = self
             .db
             .get_tasks(&ids)
             .await?
             .into_iter()
+            .filter(|s| s.queued_on.as_deref().is_none_or(|on| on == &*self.replica))
             .map(|s| (s.task.id, s.task))
             .collect();
         Ok(attempts

@@ -12,6 +12,7 @@ mod codec;
 mod dead_letters;
 mod idempotency;
 mod projects;
+mod replica_leases;
 mod task_history;
 mod task_inserts;
 mod tasks;
@@ -81,6 +82,9 @@ DEFINE FIELD OVERWRITE started_at ON task TYPE option<string>;
 DEFINE FIELD OVERWRITE finished_at ON task TYPE option<string>;
 -- Optimistic-concurrency revision: every write must name the revision it read.
 DEFINE FIELD OVERWRITE rev ON task TYPE int;
+-- The backend replica whose in-memory queue holds the task while it waits
+-- for dispatch (see `crate::replicas`).
+DEFINE FIELD OVERWRITE queued_on ON task TYPE option<string>;
 DEFINE INDEX OVERWRITE task_project ON task FIELDS project_id;
 DEFINE INDEX OVERWRITE task_status ON task FIELDS status;
 DEFINE INDEX OVERWRITE task_role ON task FIELDS role;
@@ -143,6 +147,11 @@ DEFINE FIELD OVERWRITE expires_at ON idempotency TYPE int;
 DEFINE FIELD OVERWRITE status ON idempotency TYPE option<int>;
 DEFINE FIELD OVERWRITE response ON idempotency TYPE option<string>;
 DEFINE INDEX OVERWRITE idempotency_expiry ON idempotency FIELDS expires_at;
+
+-- One per live backend replica, renewed while it runs; expiry by the
+-- database's clock, so replicas' clocks need not agree.
+DEFINE TABLE OVERWRITE replica_lease SCHEMAFULL;
+DEFINE FIELD OVERWRITE expires_at ON replica_lease TYPE datetime;
 
 -- Spend per LLM budget in its current period, keyed by budget key.
 DEFINE TABLE OVERWRITE budget_spend SCHEMAFULL;

@@ -32,6 +32,7 @@ type Reply = oneshot::Sender<Result<bool, StorageError>>;
 #[derive(Debug, Clone)]
 pub struct TaskInserts {
     db: Database,
+    replica: Arc<str>,
     pending: Arc<Mutex<Pending>>,
 }
 
@@ -43,9 +44,11 @@ struct Pending {
 }
 
 impl TaskInserts {
-    pub fn new(db: Database) -> Self {
+    /// Inserts whose queued tasks are queued on `replica`.
+    pub fn new(db: Database, replica: Arc<str>) -> Self {
         Self {
             db,
+            replica,
             pending: Arc::default(),
         }
     }
@@ -67,7 +70,12 @@ impl TaskInserts {
                 pending: self.pending.clone(),
                 armed: true,
             };
-            tokio::spawn(write_batches(self.db.clone(), self.pending.clone(), unfinished));
+            tokio::spawn(write_batches(
+                self.db.clone(),
+                self.replica.clone(),
+                self.pending.clone(),
+                unfinished,
+            ));
         }
         answer.await.unwrap_or(Err(StorageError::WriterStopped))
     }
@@ -79,7 +87,12 @@ fn lock(pending: &Mutex<Pending>) -> MutexGuard<'_, Pending> {
 }
 
 /// Writes batches until no create waits.
-async fn write_batches(db: Database, pending: Arc<Mutex<Pending>>, mut unfinished: Unfinished) {
+async fn write_batches(
+    db: Database,
+    replica: Arc<str>,
+    pending: Arc<Mutex<Pending>>,
+    mut unfinished: Unfinished,
+) {
     loop {
         let batch: Vec<(Task, Reply)> = {
             let mut pending = lock(&pending);
@@ -91,13 +104,13 @@ async fn write_batches(db: Database, pending: Arc<Mutex<Pending>>, mut unfinishe
             let n = pending.waiting.len().min(MAX_BATCH);
             pending.waiting.drain(..n).collect()
         };
-        write(&db, batch).await;
+        write(&db, &replica, batch).await;
     }
 }
 
-async fn write(db: &Database, batch: Vec<(Task, Reply)>) {
+async fn write(db: &Database, replica: &str, batch: Vec<(Task, Reply)>) {
     let (tasks, replies): (Vec<Task>, Vec<Reply>) = batch.into_iter().unzip();
-    match db.insert_tasks(&tasks).await {
+    match db.insert_tasks(&tasks, replica).await {
         Ok(TaskInsert::Stored) => replies.into_iter().for_each(|r| drop(r.send(Ok(true)))),
         Ok(TaskInsert::UnknownProject) if by_project(&tasks).len() == 1 => {
             replies.into_iter().for_each(|r| drop(r.send(Ok(false))));
@@ -108,7 +121,7 @@ async fn write(db: &Database, batch: Vec<(Task, Reply)>) {
             let mut replies: Vec<Option<Reply>> = replies.into_iter().map(Some).collect();
             for indices in by_project(&tasks).into_values() {
                 let group: Vec<Task> = indices.iter().map(|&i| tasks[i].clone()).collect();
-                let outcome = db.insert_tasks(&group).await;
+                let outcome = db.insert_tasks(&group, replica).await;
                 for i in indices {
                     if let Some(reply) = replies[i].take() {
                         drop(reply.send(match &outcome {
@@ -174,7 +187,7 @@ mod tests {
         let (db, queued_task) = setup().await;
         let project = queued_task().project_id;
         let missing = ProjectId::new();
-        let inserts = TaskInserts::new(db.clone());
+        let inserts = TaskInserts::new(db.clone(), "replica-a".into());
 
         // Interleaved, so that most batches mix the two projects.
         let tasks: Vec<Task> = (0..120)

@@ -22,6 +22,9 @@ pub struct StoredTask {
     pub rev: u64,
     #[serde(default)]
     pub history: Vec<Transition>,
+    /// The replica whose queue holds the task while it waits for dispatch.
+    #[serde(default)]
+    pub queued_on: Option<String>,
 }
 
 /// Columns of a [`Task`] alone (the history is read only where needed).
@@ -35,6 +38,8 @@ pub struct TaskWrite {
     pub next: Task,
     pub expected_rev: u64,
     pub history: Vec<Transition>,
+    /// Kept as stored unless the write queues the task on a replica.
+    pub queued_on: Option<String>,
 }
 
 impl TaskWrite {
@@ -44,6 +49,7 @@ impl TaskWrite {
             next: stored.task,
             expected_rev: stored.rev,
             history: stored.history,
+            queued_on: stored.queued_on,
         }
     }
 
@@ -93,12 +99,12 @@ pub enum TaskInsert {
 impl Database {
     /// Stores a new task of an existing project; `Ok(false)` when the
     /// project does not exist. See [`Self::insert_tasks`].
-    pub async fn insert_task(&self, task: &Task) -> Result<bool, StorageError> {
-        Ok(self.insert_tasks(std::slice::from_ref(task)).await? == TaskInsert::Stored)
+    pub async fn insert_task(&self, task: &Task, replica: &str) -> Result<bool, StorageError> {
+        Ok(self.insert_tasks(std::slice::from_ref(task), replica).await? == TaskInsert::Stored)
     }
 
     /// Stores new tasks in one transaction, all or none: none when some
-    /// task's project does not exist.
+    /// task's project does not exist. Queued ones are queued on `replica`.
     ///
     /// The transaction writes one guard record of each project involved: a
     /// concurrent project delete writes them all, so one of the two
@@ -106,7 +112,7 @@ impl Database {
     /// a mere existence check pass). The project check rides on the guard's
     /// write, as statements are what SurrealDB charges for. Conflicts with
     /// other inserts on the same guard are retried.
-    pub async fn insert_tasks(&self, tasks: &[Task]) -> Result<TaskInsert, StorageError> {
+    pub async fn insert_tasks(&self, tasks: &[Task], replica: &str) -> Result<TaskInsert, StorageError> {
         const MAX_CONFLICTS: u32 = 64;
         let mut guards = Vec::new();
         let mut contents = Vec::with_capacity(tasks.len());
@@ -118,6 +124,7 @@ impl Database {
                 task: task.clone(),
                 rev: 1,
                 history: Transition::between(None, task).into_iter().collect(),
+                queued_on: (task.status == TaskStatus::Queued).then(|| replica.to_owned()),
             };
             contents.push(json!({ "id": task.id, "content": to_content(&stored)? }));
         }
@@ -206,6 +213,7 @@ impl Database {
                     task: write.next.clone(),
                     rev: write.expected_rev + 1,
                     history: write.history.clone(),
+                    queued_on: write.queued_on.clone(),
                 };
                 Ok(json!({ "id": write.next.id, "rev": write.expected_rev, "content": to_content(&stored)? }))
             })
@@ -314,7 +322,7 @@ pub(super) mod tests {
         let (db, queued_task) = setup().await;
         let mut orphan = queued_task();
         orphan.project_id = ProjectId::new();
-        assert!(!db.insert_task(&orphan).await.unwrap());
+        assert!(!db.insert_task(&orphan, "replica-a").await.unwrap());
         assert!(db.get_task(orphan.id).await.unwrap().is_none());
         assert!(db.task_transitions(orphan.id).await.unwrap().is_empty());
     }
@@ -323,8 +331,8 @@ pub(super) mod tests {
     async fn batch_reads_and_dispatch_marks_respect_the_attempt() {
         let (db, queued_task) = setup().await;
         let (a, b) = (queued_task(), queued_task());
-        assert!(db.insert_task(&a).await.unwrap());
-        assert!(db.insert_task(&b).await.unwrap());
+        assert!(db.insert_task(&a, "replica-a").await.unwrap());
+        assert!(db.insert_task(&b, "replica-a").await.unwrap());
         let read = db.get_tasks(&[a.id, b.id, TaskId::new()]).await.unwrap();
         assert_eq!(read.len(), 2);
 
@@ -341,8 +349,8 @@ pub(super) mod tests {
     async fn a_batch_of_writes_is_all_or_nothing_and_records_each_move() {
         let (db, queued_task) = setup().await;
         let (a, b) = (queued_task(), queued_task());
-        db.insert_task(&a).await.unwrap();
-        db.insert_task(&b).await.unwrap();
+        db.insert_task(&a, "replica-a").await.unwrap();
+        db.insert_task(&b, "replica-a").await.unwrap();
         let stored_a = db.get_task(a.id).await.unwrap().unwrap();
         let stored_b = db.get_task(b.id).await.unwrap().unwrap();
 
