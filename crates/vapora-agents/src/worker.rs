@@ -59,10 +59,6 @@ pub struct WorkerConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    #[error("the {TASKS_STREAM} stream is unavailable: {0}")]
-    Stream(#[from] async_nats::jetstream::context::GetStreamError),
-    #[error("consumer {name}: {source}")]
-    Consumer { name: String, source: async_nats::Error },
     #[error("flushing at shutdown: {0}")]
     Flush(#[from] async_nats::client::FlushError),
 }
@@ -95,20 +91,14 @@ pub async fn run(
         config,
         load: Default::default(),
     };
-    let tasks = shared.js.get_stream(TASKS_STREAM).await?;
     let attempts = TaskTracker::new();
     // Cancelled after the shutdown deadline: running attempts are nak'ed.
     let abort = CancellationToken::new();
     let mut pullers = Vec::new();
     for role in &shared.config.roles {
-        let name = consumer_name(role);
-        let consumer: PullConsumer = tasks
-            .get_consumer(&name)
-            .await
-            .map_err(|source| WorkerError::Consumer { name, source })?;
         pullers.push(tokio::spawn(pull(
             shared.clone(),
-            consumer,
+            consumer_name(role),
             attempts.clone(),
             stop.clone(),
             abort.clone(),
@@ -134,41 +124,103 @@ pub async fn run(
     Ok(())
 }
 
+/// How long one pull request waits on the server for attempts.
+const PULL_WAIT: Duration = Duration::from_secs(5);
+
 /// Pulls one role's attempts, never holding more than the concurrency allows.
+///
+/// Each pull asks for exactly as many attempts as there are free slots. A
+/// prefetched attempt waiting here for a slot would count down its ack
+/// wait with nothing to extend it (in-progress acks start with the
+/// attempt), and JetStream would hand it to another worker meanwhile: two
+/// model calls for one attempt whenever calls last longer than the ack wait.
 async fn pull(
     shared: Shared,
-    consumer: PullConsumer,
+    consumer: String,
     attempts: TaskTracker,
     stop: CancellationToken,
     abort: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(shared.config.concurrency_per_role.max(1)));
-    let mut messages = match consumer
-        .stream()
-        .max_messages_per_batch(shared.config.concurrency_per_role.max(1))
-        .messages()
-        .await
-    {
-        Ok(messages) => messages,
-        Err(e) => return tracing::error!(error = %e, "cannot pull attempts"),
+    let Some(consumer) = open_consumer(&shared.js, &consumer, &stop).await else {
+        return;
     };
+    let slots = Arc::new(Semaphore::new(shared.config.concurrency_per_role.max(1)));
+    let mut failing = false;
     loop {
-        // A free slot first, then a message: never more in hand than we run.
-        let slot = tokio::select! {
+        let first = tokio::select! {
             slot = slots.clone().acquire_owned() => slot.expect("never closed"),
             () = stop.cancelled() => return,
         };
-        let message = tokio::select! {
-            next = messages.next() => next,
-            () = stop.cancelled() => return,
-        };
-        match message {
-            Some(Ok(message)) => {
-                attempts.spawn(take_attempt(shared.clone(), message, abort.clone(), slot));
-            }
-            Some(Err(e)) => tracing::warn!(error = %e, "pull error; retrying"),
-            None => return,
+        let mut free = vec![first];
+        while let Ok(slot) = slots.clone().try_acquire_owned() {
+            free.push(slot);
         }
+        let batch = consumer
+            .batch()
+            .max_messages(free.len())
+            .expires(PULL_WAIT)
+            .messages()
+            .await;
+        let mut messages = match batch {
+            Ok(messages) => messages,
+            Err(e) => {
+                // One line per outage: the client reconnects by itself.
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(error = %e, "cannot pull attempts; retrying");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    () = stop.cancelled() => return,
+                }
+            }
+        };
+        if std::mem::replace(&mut failing, false) {
+            tracing::info!("pulling attempts again");
+        }
+        loop {
+            let next = tokio::select! {
+                next = messages.next() => next,
+                () = stop.cancelled() => return,
+            };
+            match next {
+                Some(Ok(message)) => {
+                    let Some(slot) = free.pop() else {
+                        // The server never sends more than asked for.
+                        break;
+                    };
+                    attempts.spawn(take_attempt(shared.clone(), message, abort.clone(), slot));
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "pull ended early");
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+/// The durable consumer `name` of the tasks stream, asked for until
+/// JetStream answers (a cluster may still be electing its leaders); `None`
+/// if stopped first.
+async fn open_consumer(js: &js::Context, name: &str, stop: &CancellationToken) -> Option<PullConsumer> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let consumer = match js.get_stream(TASKS_STREAM).await {
+            Ok(tasks) => tasks.get_consumer(name).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match consumer {
+            Ok(consumer) => return Some(consumer),
+            Err(error) => {
+                tracing::warn!(consumer = name, %error, retry_in = ?delay, "cannot open the consumer yet")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = stop.cancelled() => return None,
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -118,31 +118,9 @@ async fn serve() -> anyhow::Result<()> {
         .with_context(|| format!("connecting to {shown_url}"))?;
     let delivery = DeliveryPolicy::from_lookup(env)?;
     let js = async_nats::jetstream::new(client.clone());
-    match env("VAPORA_NATS_CREATE_TOPOLOGY").as_deref().map(str::trim) {
-        None | Some("true") => ensure_topology(&js, &roles, &delivery).await?,
-        Some("false") => wait_for_consumers(&js, &roles).await,
-        Some(other) => anyhow::bail!("VAPORA_NATS_CREATE_TOPOLOGY must be true or false, not {other:?}"),
-    }
-    let config = worker_config(roles, &delivery)?;
-    tracing::info!(
-        agent = %config.agent_id,
-        roles = ?config.roles.iter().map(Role::as_str).collect::<Vec<_>>(),
-        worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
-        "vapora-agent-server pulling from {shown_url}"
-    );
+    // From here on a SIGTERM ends the process cleanly, even while it waits
+    // for JetStream.
     let stop = CancellationToken::new();
-    if let Some(addr) = env("VAPORA_AGENT_METRICS_ADDR") {
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .with_context(|| format!("binding VAPORA_AGENT_METRICS_ADDR {addr}"))?;
-        tracing::info!(addr = %listener.local_addr()?, "serving /metrics");
-        let stopped = stop.clone();
-        tokio::spawn(
-            axum::serve(listener, metrics::router(config.metrics.clone()))
-                .with_graceful_shutdown(async move { stopped.cancelled().await })
-                .into_future(),
-        );
-    }
     let signal = {
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -156,6 +134,34 @@ async fn serve() -> anyhow::Result<()> {
             stop.cancel();
         })
     };
+    let ready = match env("VAPORA_NATS_CREATE_TOPOLOGY").as_deref().map(str::trim) {
+        None | Some("true") => create_topology(&js, &roles, &delivery, &stop).await,
+        Some("false") => wait_for_consumers(&js, &roles, &stop).await,
+        Some(other) => anyhow::bail!("VAPORA_NATS_CREATE_TOPOLOGY must be true or false, not {other:?}"),
+    };
+    if !ready {
+        tracing::info!("shutdown complete");
+        return Ok(());
+    }
+    let config = worker_config(roles, &delivery)?;
+    tracing::info!(
+        agent = %config.agent_id,
+        roles = ?config.roles.iter().map(Role::as_str).collect::<Vec<_>>(),
+        worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
+        "vapora-agent-server pulling from {shown_url}"
+    );
+    if let Some(addr) = env("VAPORA_AGENT_METRICS_ADDR") {
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding VAPORA_AGENT_METRICS_ADDR {addr}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "serving /metrics");
+        let stopped = stop.clone();
+        tokio::spawn(
+            axum::serve(listener, metrics::router(config.metrics.clone()))
+                .with_graceful_shutdown(async move { stopped.cancelled().await })
+                .into_future(),
+        );
+    }
     worker::run(client, llm, catalog, config, stop).await?;
     signal.abort();
     tracing::info!("shutdown complete");
@@ -212,7 +218,11 @@ fn worker_config(roles: Vec<Role>, delivery: &DeliveryPolicy) -> anyhow::Result<
 
 /// Waits until the backend has created every role's consumer: what an agent
 /// whose NATS user may only consume does instead of creating them.
-async fn wait_for_consumers(js: &async_nats::jetstream::Context, roles: &[Role]) {
+async fn wait_for_consumers(
+    js: &async_nats::jetstream::Context,
+    roles: &[Role],
+    stop: &CancellationToken,
+) -> bool {
     let mut told = false;
     loop {
         let mut missing = None;
@@ -231,11 +241,37 @@ async fn wait_for_consumers(js: &async_nats::jetstream::Context, roles: &[Role])
             }
             Err(_) => missing = Some(vapora_shared::wire::TASKS_STREAM.to_owned()),
         }
-        let Some(missing) = missing else { return };
+        let Some(missing) = missing else { return true };
         if !told {
             tracing::info!(%missing, "waiting for the backend to create the JetStream topology");
             told = true;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = stop.cancelled() => return false,
+        }
+    }
+}
+
+/// Creates or updates the streams and consumers, retrying while JetStream
+/// cannot answer (a cluster still electing its leaders, a broker away).
+/// `false` if stopped first.
+async fn create_topology(
+    js: &async_nats::jetstream::Context,
+    roles: &[Role],
+    delivery: &DeliveryPolicy,
+    stop: &CancellationToken,
+) -> bool {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match ensure_topology(js, roles, delivery).await {
+            Ok(()) => return true,
+            Err(e) => tracing::warn!(error = %e, retry_in = ?delay, "JetStream not ready"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = stop.cancelled() => return false,
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }

@@ -66,3 +66,23 @@ async fn a_thousand_tasks_across_three_roles_each_finish_exactly_once() {
     .await;
     assert_eq!(completed().await, 1_000);
 }
+
+/// Model calls longer than the ack wait (2 s here), with more attempts than
+/// free slots: an attempt waiting for a slot must wait in the broker, not
+/// in a worker's hands where its ack wait would run out and JetStream would
+/// give it to another worker as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_waiting_for_a_slot_are_not_run_twice_when_calls_outlast_the_ack_wait() {
+    let mut cluster = Cluster::start(crate::cluster::taking(3_000)).await;
+    cluster.start_backend().await;
+    cluster.start_agent("agent-a", "developer", 2).await;
+    cluster.start_agent("agent-b", "developer", 2).await;
+    cluster.wait_for_agents(0, &["agent-a", "agent-b"]).await;
+
+    let api = cluster.api(0);
+    let project = api.create_project().await;
+    let ids = api.create_tasks(&project, &["developer"], 12, 12).await;
+    api.wait_all_done(&project, &ids, 90).await;
+    api.assert_finished_exactly_once(&ids).await;
+    assert_eq!(cluster.llm.request_count(), 12, "one model call per task");
+}
