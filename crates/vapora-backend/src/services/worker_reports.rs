@@ -96,6 +96,19 @@ impl TaskService {
 
     /// Applies one worker report.
     pub async fn apply_report(&self, report: &TaskReport) -> Result<ReportOutcome, AppError> {
+        let mut handed_over = false;
+        let outcome = self.apply_report_once(report, &mut handed_over).await;
+        if handed_over {
+            self.apply_turned_away_result(report, &outcome).await;
+        }
+        outcome
+    }
+
+    async fn apply_report_once(
+        &self,
+        report: &TaskReport,
+        handed_over: &mut bool,
+    ) -> Result<ReportOutcome, AppError> {
         if let TaskReport::Progress { .. } = report {
             self.publish_progress(report);
             return Ok(ReportOutcome::Unchanged);
@@ -103,6 +116,7 @@ impl TaskService {
         let mut stale = false;
         let change = self
             .update_task(report.task_id(), |task| {
+                *handed_over = hands_over(report, task);
                 let verdict = judge(report, task, Utc::now(), self.dispatched_at(report));
                 stale = matches!(verdict, Verdict::Stale);
                 Ok(match verdict {
@@ -127,7 +141,7 @@ impl TaskService {
     /// applied one by one, which re-reads on lost races and reports errors.
     pub async fn apply_reports(&self, reports: &[TaskReport]) -> Vec<Result<ReportOutcome, AppError>> {
         match self.judge_batch(reports).await {
-            Some(verdicts) => {
+            Some((verdicts, handed_over)) => {
                 let mut outcomes = Vec::with_capacity(reports.len());
                 for (report, verdict) in reports.iter().zip(verdicts) {
                     let Some(verdict) = verdict else {
@@ -144,6 +158,11 @@ impl TaskService {
                         Verdict::Unchanged => self.conclude(report, Ok(None), false).await,
                     });
                 }
+                for (i, report) in reports.iter().enumerate() {
+                    if handed_over[i] {
+                        self.apply_turned_away_result(report, &outcomes[i]).await;
+                    }
+                }
                 outcomes
             }
             None => {
@@ -158,8 +177,9 @@ impl TaskService {
 
     /// Judges every report against the stored tasks and writes the moves in
     /// one transaction; `None` when that did not happen (nothing written).
-    /// A report about a task that does not exist is judged `None`.
-    async fn judge_batch(&self, reports: &[TaskReport]) -> Option<Vec<Option<Verdict>>> {
+    /// A report about a task that does not exist is judged `None`. Also
+    /// tells which reports hand a running attempt over ([`hands_over`]).
+    async fn judge_batch(&self, reports: &[TaskReport]) -> Option<(Vec<Option<Verdict>>, Vec<bool>)> {
         let mut ids: Vec<TaskId> = reports
             .iter()
             .filter(|r| !matches!(r, TaskReport::Progress { .. }))
@@ -167,8 +187,12 @@ impl TaskService {
             .collect();
         ids.sort_unstable();
         ids.dedup();
+        let mut handed_over = vec![false; reports.len()];
         if ids.is_empty() {
-            return Some(reports.iter().map(|_| Some(Verdict::Unchanged)).collect());
+            return Some((
+                reports.iter().map(|_| Some(Verdict::Unchanged)).collect(),
+                handed_over,
+            ));
         }
         let mut writes: HashMap<TaskId, TaskWrite> = match self.db.get_tasks(&ids).await {
             Ok(stored) => stored
@@ -182,7 +206,7 @@ impl TaskService {
         };
         let mut changed = HashSet::new();
         let mut verdicts = Vec::with_capacity(reports.len());
-        for report in reports {
+        for (i, report) in reports.iter().enumerate() {
             if let TaskReport::Progress { .. } = report {
                 verdicts.push(Some(Verdict::Unchanged));
                 continue;
@@ -191,6 +215,7 @@ impl TaskService {
                 verdicts.push(None);
                 continue;
             };
+            handed_over[i] = hands_over(report, &write.next);
             let verdict = judge(report, &write.next, Utc::now(), self.dispatched_at(report));
             if let Verdict::Move(next) = &verdict {
                 write.then((**next).clone());
@@ -203,10 +228,10 @@ impl TaskService {
             .filter(|w| changed.contains(&w.next.id))
             .collect();
         if writes.is_empty() {
-            return Some(verdicts);
+            return Some((verdicts, handed_over));
         }
         match self.db.replace_tasks(&writes).await {
-            Ok(true) => Some(verdicts),
+            Ok(true) => Some((verdicts, handed_over)),
             Ok(false) => None,
             Err(e) => {
                 tracing::debug!(error = %e, "batch write failed; applying reports one by one");
@@ -239,10 +264,56 @@ impl TaskService {
             }
             None if stale => {
                 let agent = report_agent(report);
-                self.db.record_stale_report(id, attempt, kind, agent).await?;
+                // A result is kept whole: it may have overtaken its own
+                // worker's `started` (see `apply_turned_away_result`).
+                let whole = matches!(report, TaskReport::Succeeded { .. } | TaskReport::Failed { .. })
+                    .then(|| serde_json::to_string(report).expect("serializable"));
+                self.db
+                    .record_stale_report(id, attempt, kind, agent, whole)
+                    .await?;
                 Ok(ReportOutcome::Stale)
             }
             None => Ok(ReportOutcome::Unchanged),
+        }
+    }
+
+    /// After `started` handed an attempt over to its worker: that worker's
+    /// result may already have come and been turned away, since reports of
+    /// one task can be applied out of order (replicas share the report
+    /// consumer, and a report that could not be applied is redelivered
+    /// later). The fence judged it against the previous holder; now that
+    /// its worker holds the attempt it is applied, or the task would stay
+    /// running with its result on file. A failure here is logged: the
+    /// stall watcher still ends the task if its worker falls silent.
+    async fn apply_turned_away_result(
+        &self,
+        started: &TaskReport,
+        outcome: &Result<ReportOutcome, AppError>,
+    ) {
+        let (
+            Ok(ReportOutcome::Applied(_)),
+            TaskReport::Started {
+                task_id,
+                attempt,
+                agent_id,
+            },
+        ) = (outcome, started)
+        else {
+            return;
+        };
+        let parked = match self.db.turned_away_result(*task_id, *attempt, agent_id).await {
+            Ok(Some(json)) => json,
+            Ok(None) => return,
+            Err(e) => {
+                return tracing::warn!(task = %task_id, error = %e, "cannot look for a turned-away result");
+            }
+        };
+        let Ok(result) = serde_json::from_str::<TaskReport>(&parked) else {
+            return;
+        };
+        tracing::info!(task = %task_id, attempt, agent = %agent_id, "result that overtook its own start applied");
+        if let Err(e) = self.apply_report_once(&result, &mut false).await {
+            tracing::warn!(task = %task_id, error = %e, "turned-away result not applied");
         }
     }
 
@@ -355,6 +426,15 @@ impl TaskService {
 pub const DEAD_LETTERED: &str = "dead_lettered";
 /// Prefix of the error of a task failed because its agent went silent.
 pub const STALLED: &str = "stalled";
+
+/// Whether `report` is a `started` that hands the running attempt of
+/// `task` over to another worker (it was redelivered).
+fn hands_over(report: &TaskReport, task: &Task) -> bool {
+    matches!(report, TaskReport::Started { agent_id, attempt, .. }
+        if task.status == TaskStatus::Running
+            && task.attempt == *attempt
+            && task.assigned_agent.as_ref() != Some(agent_id))
+}
 
 fn report_kind(report: &TaskReport) -> &'static str {
     match report {

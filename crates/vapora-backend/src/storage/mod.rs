@@ -114,6 +114,8 @@ DEFINE FIELD OVERWRITE attempt ON stale_report TYPE int;
 DEFINE FIELD OVERWRITE kind ON stale_report TYPE string;
 DEFINE FIELD OVERWRITE agent ON stale_report TYPE string;
 DEFINE FIELD OVERWRITE at ON stale_report TYPE string;
+-- The whole result (JSON) when it came before its own worker's `started`.
+DEFINE FIELD OVERWRITE report ON stale_report TYPE option<string>;
 DEFINE INDEX OVERWRITE stale_report_task ON stale_report FIELDS task;
 
 -- Attempts JetStream gave up on after its delivery limit (broker mode).

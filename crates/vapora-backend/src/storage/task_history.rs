@@ -8,7 +8,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 use vapora_shared::{AgentId, Task, TaskId, TaskStatus};
 
-use super::codec::from_record;
+use super::codec::{from_record, to_content};
 use super::{Database, StorageError};
 
 /// One status change, in the order it happened.
@@ -80,18 +80,48 @@ impl Database {
         Ok(self.get_task(task).await?.map(|s| s.history).unwrap_or_default())
     }
 
+    /// Records a report the fence turned away; `report` is the whole
+    /// report (JSON) when it may still count later (see
+    /// `TaskService::apply_report`).
     pub async fn record_stale_report(
         &self,
         task: TaskId,
         attempt: u32,
         kind: &str,
         agent: &AgentId,
+        report: Option<String>,
     ) -> Result<(), StorageError> {
+        // Through `to_content`: an absent `report` must be left out, as the
+        // schema refuses an explicit NULL.
+        let content = to_content(&json!({
+            "task": task, "attempt": attempt, "kind": kind, "agent": agent, "at": Utc::now(), "report": report,
+        }))?;
         self.execute(
-            "CREATE stale_report:ulid() CONTENT { task: $task, attempt: $attempt, kind: $kind, agent: $agent, at: $at } RETURN NONE",
-            json!({ "task": task, "attempt": attempt, "kind": kind, "agent": agent, "at": Utc::now() }),
+            "CREATE stale_report:ulid() CONTENT $content RETURN NONE",
+            json!({ "content": content }),
         )
         .await
+    }
+
+    /// The result `agent` reported for `attempt` of the task, if the fence
+    /// turned it away (as JSON).
+    pub async fn turned_away_result(
+        &self,
+        task: TaskId,
+        attempt: u32,
+        agent: &AgentId,
+    ) -> Result<Option<String>, StorageError> {
+        let rows = self
+            .fetch_all(
+                "SELECT VALUE report FROM stale_report
+                 WHERE task = $task AND attempt = $attempt AND agent = $agent AND report IS NOT NONE LIMIT 1",
+                json!({ "task": task, "attempt": attempt, "agent": agent }),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|v| v.as_str().map(str::to_owned)))
     }
 
     /// The first `limit` stale reports of the task, oldest first.
@@ -104,5 +134,47 @@ impl Database {
             )
             .await?;
         rows.into_iter().map(from_record).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::tasks::tests::setup;
+
+    #[tokio::test]
+    async fn stale_reports_are_recorded_with_or_without_the_whole_report() {
+        let (db, queued_task) = setup().await;
+        let task = queued_task();
+        assert!(db.insert_task(&task, "replica-a").await.unwrap());
+        let agent = AgentId::from("late");
+        db.record_stale_report(task.id, 1, "started", &agent, None)
+            .await
+            .unwrap();
+        db.record_stale_report(task.id, 1, "succeeded", &agent, Some("{\"whole\":1}".into()))
+            .await
+            .unwrap();
+        let kinds: Vec<String> = db
+            .stale_reports(task.id, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.kind)
+            .collect();
+        assert_eq!(kinds, ["started", "succeeded"]);
+        assert_eq!(
+            db.turned_away_result(task.id, 1, &agent)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("{\"whole\":1}")
+        );
+        assert_eq!(db.turned_away_result(task.id, 2, &agent).await.unwrap(), None);
+        assert_eq!(
+            db.turned_away_result(task.id, 1, &AgentId::from("other"))
+                .await
+                .unwrap(),
+            None
+        );
     }
 }

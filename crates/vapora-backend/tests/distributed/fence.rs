@@ -185,3 +185,62 @@ async fn a_result_from_an_agent_that_does_not_hold_the_attempt_is_recorded_and_i
     assert_eq!(task["assigned_agent"], "holder");
     api.assert_finished_exactly_once(std::slice::from_ref(&id)).await;
 }
+
+/// Reports of one task can be applied out of order (replicas share the
+/// report consumer; a report that could not be applied comes back later).
+/// A redelivered attempt's result that overtakes its worker's `started` is
+/// turned away (the attempt still has its first holder), and applied once
+/// that `started` makes its worker the holder: the task does not stay
+/// running with its result on file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_that_overtook_its_own_start_counts_once_its_worker_holds_the_attempt() {
+    let mut cluster = Cluster::start(Script::text(&["unused"])).await;
+    cluster.start_backend().await;
+    let api = cluster.api(0);
+    let project = api.create_project().await;
+    let id = api.create_task(&project, "developer", "handed over").await;
+
+    let client = async_nats::connect(cluster.nats.url()).await.unwrap();
+    let (attempt, _unacked) = take_attempt(&client, "developer").await;
+    let started_by = |agent: &str| TaskReport::Started {
+        task_id: attempt.task_id,
+        attempt: 1,
+        agent_id: AgentId::from(agent),
+    };
+    let first = started_by("went-quiet");
+    report(&client, &first, &report_msg_id(&first)).await;
+    eventually(10, "running on the first worker", || async {
+        api.task(&id).await["assigned_agent"] == "went-quiet"
+    })
+    .await;
+
+    // The attempt was redelivered; its new worker's result arrives first.
+    let result = TaskReport::Succeeded {
+        task_id: attempt.task_id,
+        attempt: 1,
+        agent_id: AgentId::from("took-over"),
+        result: answer("the new worker's"),
+    };
+    report(&client, &result, &report_msg_id(&result)).await;
+    eventually(10, "the early result turned away", || async {
+        let history = api.get(&format!("/api/v1/tasks/{id}/history")).await;
+        history["stale_reports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "succeeded" && r["agent"] == "took-over")
+    })
+    .await;
+    assert_eq!(api.task(&id).await["status"], "running");
+
+    let second = started_by("took-over");
+    report(&client, &second, &report_msg_id(&second)).await;
+    eventually(10, "done with the new worker's result", || async {
+        api.task(&id).await["status"] == "done"
+    })
+    .await;
+    let task = api.task(&id).await;
+    assert_eq!(task["result"]["output"], "the new worker's");
+    assert_eq!(task["assigned_agent"], "took-over");
+    api.assert_finished_exactly_once(std::slice::from_ref(&id)).await;
+}
