@@ -5,7 +5,7 @@
 //! Processes log to files in the cluster's temp directory; when a test
 //! fails, the end of every log is printed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -499,6 +499,47 @@ impl<'a> Api<'a> {
             assert_eq!(finals[0]["to_status"], "done", "task {id}: {history}");
         }
     }
+}
+
+/// Collects `task.created` and `task.updated`-to-done ids from a backend's
+/// WebSocket until `done` ids are seen (or a minute passes without an event).
+pub async fn watch(
+    url: &str,
+    key: &str,
+    until_done: usize,
+) -> tokio::task::JoinHandle<(HashSet<String>, HashSet<String>)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("{}/api/v1/ws", url.replacen("http", "ws", 1))
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        let (mut created, mut done) = (HashSet::new(), HashSet::new());
+        while done.len() < until_done {
+            let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(60), ws.next()).await else {
+                break;
+            };
+            let Ok(text) = message.to_text() else { continue };
+            let Ok(event) = serde_json::from_str::<Value>(text) else {
+                continue;
+            };
+            let id = event["data"]["id"].as_str().unwrap_or_default().to_owned();
+            match (event["type"].as_str(), event["data"]["status"].as_str()) {
+                (Some("task.created"), _) => {
+                    created.insert(id);
+                }
+                (Some("task.updated"), Some("done")) => {
+                    done.insert(id);
+                }
+                _ => {}
+            }
+        }
+        (created, done)
+    })
 }
 
 /// A fake-LLM answer that streams ten chunks over about `millis` ms.

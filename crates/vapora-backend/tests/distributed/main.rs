@@ -17,4 +17,4 @@ mod replicas;
 mod robustness;
 mod shutdown;
 mod storage_server;
-mod surreal_server;
+mod topology;

@@ -7,16 +7,13 @@
 //! server); everything between them goes through NATS as between processes.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
-use futures::StreamExt;
-use serde_json::Value;
 use tokio::sync::oneshot;
 use vapora_backend::storage::Database;
 use vapora_backend::{Application, Settings};
 use vapora_llm_router::testing::Script;
 
-use crate::cluster::{ACK_WAIT_SECS, Api, Cluster, MAX_DELIVER};
+use crate::cluster::{ACK_WAIT_SECS, Api, Cluster, MAX_DELIVER, watch};
 
 /// Starts a replica in this process; returns its base URL and a stop handle.
 async fn replica(cluster: &Cluster, db: Database) -> (String, oneshot::Sender<()>) {
@@ -38,41 +35,6 @@ async fn replica(cluster: &Cluster, db: Database) -> (String, oneshot::Sender<()
     (url, stop)
 }
 
-/// Collects `task.created` and `task.updated`-to-done ids from a WebSocket.
-async fn watch(url: &str, key: &str) -> tokio::task::JoinHandle<(HashSet<String>, HashSet<String>)> {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut request = format!("{}/api/v1/ws", url.replacen("http", "ws", 1))
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", format!("Bearer {key}").parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    tokio::spawn(async move {
-        let (mut created, mut done) = (HashSet::new(), HashSet::new());
-        while done.len() < 40 {
-            let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(60), ws.next()).await else {
-                break;
-            };
-            let Ok(text) = message.to_text() else { continue };
-            let Ok(event) = serde_json::from_str::<Value>(text) else {
-                continue;
-            };
-            let id = event["data"]["id"].as_str().unwrap_or_default().to_owned();
-            match (event["type"].as_str(), event["data"]["status"].as_str()) {
-                (Some("task.created"), _) => {
-                    created.insert(id);
-                }
-                (Some("task.updated"), Some("done")) => {
-                    done.insert(id);
-                }
-                _ => {}
-            }
-        }
-        (created, done)
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_serve_the_api_and_stream_every_event() {
     let mut cluster = Cluster::start(Script::text(&["from ", "either"])).await;
@@ -80,8 +42,8 @@ async fn two_replicas_serve_the_api_and_stream_every_event() {
     let (url_a, _stop_a) = replica(&cluster, db.clone()).await;
     let (url_b, _stop_b) = replica(&cluster, db).await;
     cluster.start_agent("agent-a", "developer,tester", 4).await;
-    let watch_a = watch(&url_a, &cluster.admin_key).await;
-    let watch_b = watch(&url_b, &cluster.admin_key).await;
+    let watch_a = watch(&url_a, &cluster.admin_key, 40).await;
+    let watch_b = watch(&url_b, &cluster.admin_key, 40).await;
 
     let (api_a, api_b) = (Api::at(&cluster.http, &url_a), Api::at(&cluster.http, &url_b));
     let project = api_a.create_project().await;

@@ -8,11 +8,14 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::cluster::{Cluster, eventually, taking};
-use crate::surreal_server::{SurrealServer, USER};
+use vapora_cluster::SurrealServer;
+use vapora_cluster::surreal_server::USER;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backends_on_a_surrealdb_server_ride_out_its_restart() {
-    let mut surreal = SurrealServer::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let binary = SurrealServer::binary_from_env().unwrap();
+    let mut surreal = SurrealServer::start(&binary, data.path()).await.unwrap();
     let mut cluster = Cluster::start(taking(10)).await;
     cluster.secrets.push(surreal.password.clone());
     let env = [
@@ -55,7 +58,7 @@ async fn backends_on_a_surrealdb_server_ride_out_its_restart() {
         .unwrap();
     assert_eq!(ready.status(), 503);
 
-    surreal.start_again().await;
+    surreal.start_again().await.unwrap();
     for n in 0..2 {
         let ready_url = format!("{}/ready", cluster.backends[n].url);
         eventually(30, "the backend is ready again", || async {
