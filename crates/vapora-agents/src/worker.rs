@@ -265,7 +265,19 @@ async fn take_attempt(
         roles: &shared.catalog,
         limits: shared.config.limits,
     };
-    let outcome = run_attempt(agent, (&attempt).into(), &sink, &cancel, &abort).await;
+    // The attempt's execution, in the trace its dispatch carried.
+    let span = tracing::debug_span!("task.execute", task_id = %attempt.task_id, attempt = attempt.attempt, role = %attempt.role);
+    let parent = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(vapora_telemetry::trace_context::TRACEPARENT))
+        .map(|v| v.as_str());
+    vapora_telemetry::trace_context::continue_trace(&span, parent);
+    let outcome = tracing::Instrument::instrument(
+        run_attempt(agent, (&attempt).into(), &sink, &cancel, &abort),
+        span,
+    )
+    .await;
     shared
         .config
         .metrics

@@ -30,18 +30,25 @@ enum Command {
     Healthcheck,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
+fn main() -> anyhow::Result<ExitCode> {
     if let Some(Command::Healthcheck) = Cli::parse().command {
         return Ok(healthcheck::exit_code(Settings::from_env()?.port, "/ready"));
     }
-    vapora_telemetry::init_logging(DEFAULT_LOG, "vapora_backend")?;
+    // Outside the runtime: the trace exporter's HTTP client has its own.
+    let telemetry = vapora_telemetry::init("vapora-backend", DEFAULT_LOG, "vapora_backend")?;
+    let served = serve();
+    telemetry.shutdown();
+    served.map(|()| ExitCode::SUCCESS)
+}
+
+#[tokio::main]
+async fn serve() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     Application::build(settings)
         .await?
         .run_until(shutdown_signal())
         .await?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// What is logged unless `RUST_LOG` says otherwise: `info`, with the

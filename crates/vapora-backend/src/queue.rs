@@ -26,6 +26,9 @@ pub struct QueuedTask {
     pub attempt: u32,
     pub role: Role,
     pub priority: Priority,
+    /// The W3C trace context of the request that queued it (when traces are
+    /// exported), so that its dispatch joins the same trace.
+    pub trace: Option<String>,
     seq: u64,
     /// Holds one unit of queue capacity until the entry is dropped.
     _admission: Option<OwnedSemaphorePermit>,
@@ -90,6 +93,7 @@ impl TaskQueue {
             attempt,
             role: role.clone(),
             priority,
+            trace: vapora_telemetry::trace_context::traceparent_of(&tracing::Span::current()),
             seq,
             _admission: admission.map(|a| a.0),
         };

@@ -217,6 +217,7 @@ impl Application {
             router(state, settings.metrics_require_key),
             settings.request_timeout,
         )
+        .layer(vapora_telemetry::http_spans())
         .layer(propagate_request_id)
         .layer(set_request_id);
         server::serve(listener, app, settings.header_read_timeout, async move {

@@ -7,12 +7,26 @@
 //! - request ids ([`request_ids`]): every HTTP answer carries an
 //!   `x-request-id`, the client's own if it sent one, else a fresh UUID, so
 //!   a client's report and the service's logs can be matched.
+//! - traces ([`trace_context`], [`http_spans`]): spans exported over OTLP
+//!   when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) is set,
+//!   encoded as JSON (`OTEL_EXPORTER_OTLP_PROTOCOL=http/json`, the only one);
+//!   the W3C `traceparent` carries a trace from process to process.
+
+mod http_spans;
+mod otlp;
+pub mod trace_context;
 
 use std::fmt;
 
 use http::HeaderName;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+pub use http_spans::{RequestSpan, http_spans};
+pub use otlp::{Telemetry, TelemetryError};
 
 /// The header carrying a request's id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -52,7 +66,10 @@ impl LogFormat {
 /// filters, `VAPORA_LOG_FORMAT` formats. Unless `RUST_LOG` names a `vapora`
 /// target itself, `own_target` logs at `info` whatever else it says, so that
 /// e.g. `RUST_LOG=tokio=debug` keeps the service's own start-up lines.
-pub fn init_logging(default: &str, own_target: &str) -> Result<(), UnknownLogFormat> {
+/// With an OTLP endpoint configured, Vapora's spans are exported as
+/// `service` too; keep the returned [`Telemetry`] until the end of `main`
+/// and call [`Telemetry::shutdown`] to send the last ones.
+pub fn init(service: &str, default: &str, own_target: &str) -> Result<Telemetry, TelemetryError> {
     let format = LogFormat::parse(std::env::var("VAPORA_LOG_FORMAT").ok().as_deref())?;
     let spec = std::env::var("RUST_LOG")
         .ok()
@@ -64,12 +81,19 @@ pub fn init_logging(default: &str, own_target: &str) -> Result<(), UnknownLogFor
     {
         filter = filter.add_directive(directive);
     }
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().with_current_span(false).init(),
-    }
-    Ok(())
+    let logs = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(false)
+            .boxed(),
+    };
+    let (telemetry, traces) = Telemetry::from_env(service)?;
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(traces)
+        .init();
+    Ok(telemetry)
 }
 
 /// The two layers that give every answer an `x-request-id`: the first sets

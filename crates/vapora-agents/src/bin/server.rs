@@ -61,7 +61,13 @@ enum Command {
 fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Some(Command::Healthcheck) => healthcheck(),
-        None => serve().map(|()| ExitCode::SUCCESS),
+        None => {
+            // Outside the runtime: the exporter's HTTP client has its own.
+            let telemetry = vapora_telemetry::init("vapora-agent-server", "info", "vapora_agent_server")?;
+            let served = serve();
+            telemetry.shutdown();
+            served.map(|()| ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -93,7 +99,6 @@ fn heartbeat_every() -> anyhow::Result<Duration> {
 
 #[tokio::main]
 async fn serve() -> anyhow::Result<()> {
-    vapora_telemetry::init_logging("info", "vapora_agent_server")?;
     let catalog = load_catalog().await?;
     let roles = roles_to_serve(&catalog)?;
     let router_config = match env("VAPORA_LLM_CONFIG") {

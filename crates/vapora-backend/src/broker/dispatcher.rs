@@ -39,6 +39,9 @@ const MAX_RETRY: Duration = Duration::from_secs(5);
 struct Outgoing {
     entry: QueuedTask,
     attempt: TaskAttempt,
+    /// `task.dispatch`, in the trace of the request that queued the task;
+    /// it ends when JetStream has the attempt.
+    span: tracing::Span,
 }
 
 pub async fn run(ctx: BrokerContext, role: Role, marks: mpsc::Sender<Acked>, stop: CancellationToken) {
@@ -69,9 +72,12 @@ pub async fn run(ctx: BrokerContext, role: Role, marks: mpsc::Sender<Acked>, sto
             .into_iter()
             .filter_map(|entry| {
                 let task = tasks.next_if(|t| t.id == entry.task_id)?;
+                let span = tracing::debug_span!("task.dispatch", task_id = %task.id, attempt = task.attempt, role = %task.role);
+                vapora_telemetry::trace_context::continue_trace(&span, entry.trace.as_deref());
                 Some(Outgoing {
                     attempt: attempt_of(&task),
                     entry,
+                    span,
                 })
             })
             .collect();
@@ -129,7 +135,7 @@ async fn publish_until_acked(
         // then collect the acks.
         let mut acks: Vec<Result<PublishAckFuture, PublishError>> = Vec::with_capacity(pending.len());
         for outgoing in &pending {
-            acks.push(publish(ctx, subject, &outgoing.attempt).await);
+            acks.push(publish(ctx, subject, outgoing).await);
         }
         let mut unacked = Vec::new();
         let mut last_error = None;
@@ -175,13 +181,17 @@ async fn publish_until_acked(
 async fn publish(
     ctx: &BrokerContext,
     subject: &str,
-    attempt: &TaskAttempt,
+    outgoing: &Outgoing,
 ) -> Result<PublishAckFuture, PublishError> {
+    let attempt = &outgoing.attempt;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(
         MSG_ID_HEADER,
         attempt_msg_id(attempt.task_id, attempt.attempt).as_str(),
     );
+    if let Some(traceparent) = vapora_telemetry::trace_context::traceparent_of(&outgoing.span) {
+        headers.insert(vapora_telemetry::trace_context::TRACEPARENT, traceparent.as_str());
+    }
     let payload = serde_json::to_vec(attempt).expect("serializable");
     ctx.js
         .publish_with_headers(subject.to_owned(), headers, payload.into())

@@ -125,7 +125,9 @@ impl TaskService {
         // goes away while its write waits in a batch cannot leave the task
         // stored as queued but missing from the queue.
         let service = self.clone();
-        tokio::spawn(async move { service.store_new(task, admission).await })
+        let stored = async move { service.store_new(task, admission).await };
+        // In the request's span: the queue entry carries its trace on.
+        tokio::spawn(tracing::Instrument::in_current_span(stored))
             .await
             .unwrap_or(Err(AppError::Storage(StorageError::WriterStopped)))
     }

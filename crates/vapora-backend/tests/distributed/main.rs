@@ -18,3 +18,4 @@ mod robustness;
 mod shutdown;
 mod storage_server;
 mod topology;
+mod traces;

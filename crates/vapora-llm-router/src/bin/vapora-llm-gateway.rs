@@ -52,7 +52,13 @@ fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Some(Command::HashKey { generate }) => print_hash(generate).map(|()| ExitCode::SUCCESS),
         Some(Command::Healthcheck) => healthcheck(),
-        None => serve().map(|()| ExitCode::SUCCESS),
+        None => {
+            // Outside the runtime: the exporter's HTTP client has its own.
+            let telemetry = vapora_telemetry::init("vapora-llm-gateway", "info", "vapora_llm_gateway")?;
+            let served = serve();
+            telemetry.shutdown();
+            served.map(|()| ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -83,7 +89,6 @@ fn print_hash(generate: bool) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn serve() -> anyhow::Result<()> {
-    vapora_telemetry::init_logging("info", "vapora_llm_gateway")?;
     let config_path =
         PathBuf::from(std::env::var("VAPORA_LLM_CONFIG").unwrap_or_else(|_| "config/llm.toml".into()));
     let budget_file =

@@ -79,6 +79,7 @@ pub fn app(router: Router, keys: GatewayKeys) -> HttpRouter {
             }
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(vapora_telemetry::http_spans())
         .layer(propagate_request_id)
         .layer(set_request_id)
         .with_state(gateway)

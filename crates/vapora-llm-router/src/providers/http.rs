@@ -121,7 +121,29 @@ impl<W: WireProtocol> HttpProvider<W> {
     }
 
     async fn send(&self, request: &ChatRequest, stream: bool) -> Result<reqwest::Response, LlmError> {
-        let (url, body, headers) = self.wire.request(&self.endpoint, request, stream);
+        let span = tracing::debug_span!(
+            "llm.call",
+            provider = %self.endpoint.name,
+            model = request.model.as_deref().unwrap_or(&self.endpoint.model),
+            stream,
+        );
+        tracing::Instrument::instrument(self.send_in_span(request, stream, &span), span.clone()).await
+    }
+
+    /// The request to the provider; its `traceparent` names `span`, so a
+    /// provider (or our gateway) that traces continues the trace.
+    async fn send_in_span(
+        &self,
+        request: &ChatRequest,
+        stream: bool,
+        span: &tracing::Span,
+    ) -> Result<reqwest::Response, LlmError> {
+        let (url, body, mut headers) = self.wire.request(&self.endpoint, request, stream);
+        if let Some(traceparent) = vapora_telemetry::trace_context::traceparent_of(span)
+            && let Ok(value) = reqwest::header::HeaderValue::from_str(&traceparent)
+        {
+            headers.insert(vapora_telemetry::trace_context::TRACEPARENT, value);
+        }
         let mut builder = self.http.post(url).headers(headers).json(&body);
         if !stream {
             builder = builder.timeout(self.endpoint.timeout);

@@ -33,7 +33,12 @@ impl Router {
                 return false;
             };
             *attempts += 1;
-            running.spawn(attempt::<D>(self.inner.clone(), plan.clone(), target.clone()));
+            // In the caller's span, so each call joins the caller's trace.
+            running.spawn(tracing::Instrument::in_current_span(attempt::<D>(
+                self.inner.clone(),
+                plan.clone(),
+                target.clone(),
+            )));
             true
         };
         if delay.is_none() {
