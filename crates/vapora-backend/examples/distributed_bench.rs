@@ -22,13 +22,16 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use secrecy::ExposeSecret;
-use serde_json::{Value, json};
+use serde_json::Value;
 use vapora_agents::testing::NatsServer;
 use vapora_backend::auth::PresentedKey;
 use vapora_llm_router::testing::{FakeProvider, Script};
 
+#[path = "support/bench_api.rs"]
+mod bench_api;
 #[path = "support/proc_stat.rs"]
 mod proc_stat;
+use bench_api::{all_tasks, create_project, create_task, done_count, percentile, wait_for_agents};
 use proc_stat::cpu_secs;
 
 const E2E_TASKS: usize = 10_000;
@@ -92,7 +95,7 @@ async fn main() {
         .default_headers(headers)
         .build()
         .unwrap();
-    wait_for_agents(&http, &base).await;
+    wait_for_agents(&http, &base, 2).await;
 
     let project = create_project(&http, &base).await;
     let started = Instant::now();
@@ -103,7 +106,7 @@ async fn main() {
         .await;
     let create_secs = started.elapsed().as_secs_f64();
     assert_eq!(created, E2E_TASKS);
-    while done_count(&http, &base).await < E2E_TASKS as u64 {
+    while done_count(&http, std::slice::from_ref(&base)).await < E2E_TASKS as u64 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let e2e_secs = started.elapsed().as_secs_f64();
@@ -220,7 +223,7 @@ async fn raw_jetstream(url: &str) -> f64 {
 /// running percentiles (p50, p99, max) and the backend-queue share (p50, p99).
 async fn steady_rate_latency(http: &reqwest::Client, base: &str) -> ((f64, f64, f64), (f64, f64)) {
     let project = create_project(http, base).await;
-    let before = done_count(http, base).await;
+    let before = done_count(http, &[base.to_owned()]).await;
     let total = (RATE * RATE_SECS) as usize;
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
     let mut requests = Vec::with_capacity(total);
@@ -234,7 +237,7 @@ async fn steady_rate_latency(http: &reqwest::Client, base: &str) -> ((f64, f64, 
     for request in requests {
         request.await.unwrap();
     }
-    while done_count(http, base).await < before + total as u64 {
+    while done_count(http, &[base.to_owned()]).await < before + total as u64 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let tasks = all_tasks(http, base, &project).await;
@@ -258,79 +261,6 @@ async fn steady_rate_latency(http: &reqwest::Client, base: &str) -> ((f64, f64, 
         ),
         (percentile(&mut queued, 0.50), percentile(&mut queued, 0.99)),
     )
-}
-
-fn percentile(values: &mut [f64], p: f64) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let index = ((values.len() as f64 - 1.0) * p).round() as usize;
-    values[index]
-}
-
-/// The JSON body of the answer to `request`.
-async fn json_of(request: reqwest::RequestBuilder) -> Value {
-    request.send().await.unwrap().json().await.unwrap()
-}
-
-async fn create_project(http: &reqwest::Client, base: &str) -> String {
-    let project = json_of(
-        http.post(format!("{base}/api/v1/projects"))
-            .json(&json!({"name": "bench"})),
-    )
-    .await;
-    project["id"].as_str().unwrap().to_owned()
-}
-
-async fn create_task(http: &reqwest::Client, base: &str, project: &str, role: &str, i: usize) {
-    let response = http
-        .post(format!("{base}/api/v1/tasks"))
-        .json(&json!({"project_id": project, "role": role, "title": format!("bench {i}")}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
-}
-
-async fn all_tasks(http: &reqwest::Client, base: &str, project: &str) -> Vec<Value> {
-    let mut all = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let page = json_of(http.get(format!(
-            "{base}/api/v1/tasks?project_id={project}&limit=500{cursor}"
-        )))
-        .await;
-        all.extend(page["items"].as_array().unwrap().iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = format!("&cursor={next}"),
-            None => return all,
-        }
-    }
-}
-
-/// Tasks the backend has moved to `done` since it started.
-async fn done_count(http: &reqwest::Client, base: &str) -> u64 {
-    let text = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("vapora_task_transitions_total{status=\"done\"} "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-async fn wait_for_agents(http: &reqwest::Client, base: &str) {
-    for _ in 0..300 {
-        let agents = json_of(http.get(format!("{base}/api/v1/agents"))).await;
-        if agents["items"].as_array().is_some_and(|a| a.len() == 2) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("agent servers did not show up");
 }
 
 fn spawn(command: &mut Command, log: &std::path::Path) -> Child {

@@ -163,13 +163,25 @@ impl Topology {
             .envs(self.shared_env())
             .env("VAPORA_HOST", "127.0.0.1")
             .env("VAPORA_PORT", "0")
-            .env("VAPORA_DATABASE_URL", self.surreal.url())
-            .env("VAPORA_DATABASE_USER", USER)
-            .env("VAPORA_DATABASE_PASS", &self.surreal.password)
             .env("VAPORA_ADMIN_KEY_FILE", &key_file)
             .env("VAPORA_KEY_PEPPER", &self.pepper)
             .envs(self.options.backend_env.iter().map(|(k, v)| (k, v)))
             .envs(env.iter().copied());
+        // The SurrealDB server, with its credentials, unless the settings
+        // name another database (an embedded one takes no credentials).
+        let own_database = self
+            .options
+            .backend_env
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .chain(env.iter().map(|(k, _)| *k))
+            .any(|k| k == "VAPORA_DATABASE_URL");
+        if !own_database {
+            command
+                .env("VAPORA_DATABASE_URL", self.surreal.url())
+                .env("VAPORA_DATABASE_USER", USER)
+                .env("VAPORA_DATABASE_PASS", &self.surreal.password);
+        }
         let mut process = Process::spawn(
             &format!("backend-{}", n + 1),
             &mut command,
