@@ -83,15 +83,7 @@ async fn measure(binaries: &Binaries, backends: usize, embedded: bool) -> Measur
     let topology = Topology::start(binaries.clone(), options, dir.path())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {}", topology.admin_key()).parse().unwrap(),
-    );
-    let http = reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap();
+    let http = topology.admin_client();
     let urls: Vec<String> = topology.backends.iter().map(|b| b.url.clone()).collect();
     wait_for_agents(&http, &urls[0], 2).await;
     let project = create_project(&http, &urls[0]).await;

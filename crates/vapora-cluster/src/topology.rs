@@ -134,6 +134,20 @@ impl Topology {
         &self.admin_key
     }
 
+    /// An HTTP client that sends the admin key with every request.
+    pub fn admin_client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let bearer = format!("Bearer {}", self.admin_key);
+        if let Ok(value) = reqwest::header::HeaderValue::from_str(&bearer) {
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap_or_default()
+    }
+
     /// Where logs and data are.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -65,16 +65,7 @@ impl Deployment {
         let topology = Topology::start(binaries, options, dir.path())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {}", topology.admin_key()).parse().unwrap(),
-        );
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .pool_max_idle_per_host(64)
-            .build()
-            .unwrap();
+        let http = topology.admin_client();
         Self {
             topology,
             llm,
