@@ -55,6 +55,11 @@ pub struct Settings {
     /// `stalled` (`VAPORA_ATTEMPT_STALL_SECS`, 300 by default: long enough
     /// for JetStream to redeliver it to a live worker first).
     pub attempt_stall_timeout: Duration,
+    /// An attempt still queued this long after JetStream acknowledged it is
+    /// checked for in the stream, and dispatched again if the broker lost it
+    /// (`VAPORA_RECONCILE_AFTER_SECS`, 60 by default; see
+    /// `broker::reconciler`).
+    pub reconcile_after: Duration,
     /// Size limits on task outputs and progress chunks (in-process agents;
     /// agent servers read the same variables).
     pub output_limits: OutputLimits,
@@ -132,6 +137,7 @@ impl Default for Settings {
             delivery: DeliveryPolicy::default(),
             nats_credentials: NatsCredentials::default(),
             attempt_stall_timeout: Duration::from_secs(300),
+            reconcile_after: Duration::from_secs(60),
             output_limits: OutputLimits::default(),
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
@@ -190,6 +196,7 @@ impl Settings {
                 "VAPORA_ATTEMPT_STALL_SECS",
                 defaults.attempt_stall_timeout,
             )?,
+            reconcile_after: seconds(&get, "VAPORA_RECONCILE_AFTER_SECS", defaults.reconcile_after)?,
             delivery: DeliveryPolicy::from_lookup(&get)?,
             nats_credentials: NatsCredentials::from_lookup(&get)?,
             output_limits: OutputLimits::from_lookup(&get)?,

@@ -144,6 +144,7 @@ impl Application {
                     roles,
                     delivery: settings.delivery.clone(),
                     stall_timeout: settings.attempt_stall_timeout,
+                    reconcile_after: settings.reconcile_after,
                 };
                 let stop = CancellationToken::new();
                 broker::spawn(ctx, &workers, stop.clone());

@@ -26,10 +26,10 @@ use super::BrokerContext;
 /// window.
 pub const GRACE: Duration = Duration::from_secs(5);
 
-/// Attempts acknowledged together, and when.
+/// Attempts acknowledged together, with their stream sequences, and when.
 #[derive(Debug)]
 pub struct Acked {
-    pub attempts: Vec<(TaskId, u32)>,
+    pub attempts: Vec<(TaskId, u32, u64)>,
     pub at: DateTime<Utc>,
     pub since: Instant,
 }

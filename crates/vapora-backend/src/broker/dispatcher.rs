@@ -42,6 +42,8 @@ struct Outgoing {
     /// `task.dispatch`, in the trace of the request that queued the task;
     /// it ends when JetStream has the attempt.
     span: tracing::Span,
+    /// Where JetStream stored it, once acknowledged.
+    stream_seq: u64,
 }
 
 pub async fn run(ctx: BrokerContext, role: Role, marks: mpsc::Sender<Acked>, stop: CancellationToken) {
@@ -78,6 +80,7 @@ pub async fn run(ctx: BrokerContext, role: Role, marks: mpsc::Sender<Acked>, sto
                     attempt: attempt_of(&task),
                     entry,
                     span,
+                    stream_seq: 0,
                 })
             })
             .collect();
@@ -89,7 +92,10 @@ pub async fn run(ctx: BrokerContext, role: Role, marks: mpsc::Sender<Acked>, sto
         let at = Utc::now();
         ctx.intake.tasks.note_dispatched(&attempts, at);
         let acked = Acked {
-            attempts,
+            attempts: sent
+                .iter()
+                .map(|o| (o.attempt.task_id, o.attempt.attempt, o.stream_seq))
+                .collect(),
             at,
             since: Instant::now(),
         };
@@ -139,13 +145,16 @@ async fn publish_until_acked(
         }
         let mut unacked = Vec::new();
         let mut last_error = None;
-        for (outgoing, ack) in pending.into_iter().zip(acks) {
+        for (mut outgoing, ack) in pending.into_iter().zip(acks) {
             let result = match ack {
-                Ok(ack) => ack.await.map(drop),
+                Ok(ack) => ack.await,
                 Err(e) => Err(e),
             };
             match result {
-                Ok(()) => acked.push(outgoing),
+                Ok(ack) => {
+                    outgoing.stream_seq = ack.sequence;
+                    acked.push(outgoing);
+                }
                 Err(e) => {
                     last_error = Some(e);
                     unacked.push(outgoing);

@@ -10,6 +10,8 @@
 //! - [`heartbeats`]: agent servers' heartbeats into the agent registry.
 //! - [`dead_letters`]: attempts JetStream gave up on fail the task.
 //! - [`stalls`]: running attempts whose agent went silent fail the task.
+//! - [`reconciler`]: attempts the broker acknowledged and then lost are
+//!   dispatched again.
 //! - [`replication`]: every replica's events reach every replica's
 //!   WebSocket clients.
 //!
@@ -21,6 +23,7 @@ pub mod dead_letters;
 pub mod dispatch_marks;
 pub mod dispatcher;
 pub mod heartbeats;
+pub mod reconciler;
 pub mod replication;
 pub mod reports;
 pub mod stalls;
@@ -54,6 +57,8 @@ pub struct BrokerContext {
     pub delivery: DeliveryPolicy,
     /// See [`stalls`].
     pub stall_timeout: Duration,
+    /// See [`reconciler`].
+    pub reconcile_after: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +136,7 @@ pub fn spawn(ctx: BrokerContext, tracker: &TaskTracker, stop: CancellationToken)
         inner.spawn(reports::run(ctx.clone(), stop.clone()));
         inner.spawn(dead_letters::run(ctx.clone(), stop.clone()));
         inner.spawn(stalls::run(ctx.clone(), ctx.stall_timeout, stop.clone()));
+        inner.spawn(reconciler::run(ctx.clone(), ctx.reconcile_after, stop.clone()));
     });
 }
 

@@ -35,7 +35,7 @@ pub(super) const MAX_WRITE_RACES: usize = 32;
 pub struct TaskService {
     pub(super) db: Database,
     inserts: TaskInserts,
-    queue: SharedTaskQueue,
+    pub(super) queue: SharedTaskQueue,
     pub(super) events: EventBus,
     roles: RoleCatalog,
     pub(super) running: RunningTasks,

@@ -69,21 +69,27 @@ impl TaskService {
     /// it is not announced on the WebSocket.
     pub async fn mark_dispatched(
         &self,
-        attempts: &[(TaskId, u32)],
+        acked: &[(TaskId, u32, u64)],
         at: DateTime<Utc>,
     ) -> Result<(), AppError> {
-        let attempts = self.dispatch_times.unmarked(attempts);
-        if attempts.is_empty() {
+        let pairs: Vec<(TaskId, u32)> = acked.iter().map(|(id, attempt, _)| (*id, *attempt)).collect();
+        let unmarked = self.dispatch_times.unmarked(&pairs);
+        if unmarked.is_empty() {
             return Ok(());
         }
+        let attempts: Vec<(TaskId, u32, u64)> = acked
+            .iter()
+            .filter(|(id, attempt, _)| unmarked.contains(&(*id, *attempt)))
+            .copied()
+            .collect();
         let marked = self.store_marks(&attempts, at).await;
         // Stored or not, the time has served: a report from now on stamps
         // its own.
-        self.dispatch_times.forget(&attempts);
+        self.dispatch_times.forget(&unmarked);
         marked
     }
 
-    async fn store_marks(&self, attempts: &[(TaskId, u32)], at: DateTime<Utc>) -> Result<(), AppError> {
+    async fn store_marks(&self, attempts: &[(TaskId, u32, u64)], at: DateTime<Utc>) -> Result<(), AppError> {
         // Workers' reports race with the mark; a conflict means some of
         // them got there first, and the next try skips those.
         for _ in 0..MAX_WRITE_RACES {
@@ -362,6 +368,44 @@ impl TaskService {
             matches!(task.status, TaskStatus::Queued | TaskStatus::Running)
         })
         .await
+    }
+
+    /// Attempts marked dispatched more than `for_at_least` ago whose task is
+    /// still queued: `(task, attempt, stream sequence)`.
+    pub async fn dispatched_but_waiting(
+        &self,
+        for_at_least: std::time::Duration,
+    ) -> Result<Vec<(TaskId, u32, u64)>, AppError> {
+        let before = Utc::now() - chrono::Duration::from_std(for_at_least).unwrap_or(chrono::Duration::MAX);
+        Ok(self.db.dispatched_but_waiting(before).await?)
+    }
+
+    /// The broker lost `attempt` (see `broker::reconciler`): the task is
+    /// queued again here under a new attempt, so that whatever the lost one
+    /// might still report is stale.
+    pub async fn redispatch_lost(&self, id: TaskId, attempt: u32) -> Result<Option<Task>, AppError> {
+        let now = Utc::now();
+        let requeued = self
+            .update_task(id, |task| {
+                if task.status != TaskStatus::Queued
+                    || task.attempt != attempt
+                    || task.dispatched_at.is_none()
+                {
+                    return Ok(None);
+                }
+                let mut next = task.clone();
+                next.move_to(TaskStatus::Queued, now);
+                next.updated_at = now;
+                Ok(Some(next))
+            })
+            .await;
+        let requeued = self.publish_worker_change(id, attempt, "re-dispatch", requeued)?;
+        if let Some(task) = &requeued {
+            self.queue
+                .push_recovered(task.id, task.attempt, task.role.clone(), task.priority)
+                .await;
+        }
+        Ok(requeued)
     }
 
     /// Running tasks (broker mode: the stall watcher's rounds).

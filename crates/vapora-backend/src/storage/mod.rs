@@ -85,6 +85,9 @@ DEFINE FIELD OVERWRITE rev ON task TYPE int;
 -- The backend replica whose in-memory queue holds the task while it waits
 -- for dispatch (see `crate::replicas`).
 DEFINE FIELD OVERWRITE queued_on ON task TYPE option<string>;
+-- Where JetStream stored the current attempt (its stream sequence), once
+-- the dispatch mark is written: how `broker::reconciler` finds lost ones.
+DEFINE FIELD OVERWRITE dispatch_seq ON task TYPE option<int>;
 DEFINE INDEX OVERWRITE task_project ON task FIELDS project_id;
 DEFINE INDEX OVERWRITE task_status ON task FIELDS status;
 DEFINE INDEX OVERWRITE task_role ON task FIELDS role;

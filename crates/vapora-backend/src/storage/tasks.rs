@@ -25,6 +25,9 @@ pub struct StoredTask {
     /// The replica whose queue holds the task while it waits for dispatch.
     #[serde(default)]
     pub queued_on: Option<String>,
+    /// The stream sequence of the current attempt in JetStream, once marked.
+    #[serde(default)]
+    pub dispatch_seq: Option<u64>,
 }
 
 /// Columns of a [`Task`] alone (the history is read only where needed).
@@ -40,6 +43,8 @@ pub struct TaskWrite {
     pub history: Vec<Transition>,
     /// Kept as stored unless the write queues the task on a replica.
     pub queued_on: Option<String>,
+    /// Kept as stored while the attempt stays the same.
+    pub dispatch_seq: Option<u64>,
 }
 
 impl TaskWrite {
@@ -50,6 +55,7 @@ impl TaskWrite {
             expected_rev: stored.rev,
             history: stored.history,
             queued_on: stored.queued_on,
+            dispatch_seq: stored.dispatch_seq,
         }
     }
 
@@ -63,9 +69,15 @@ impl TaskWrite {
     /// Moves the write on to `next`, recording the status move if any.
     pub fn then(&mut self, next: Task) {
         self.history.extend(Transition::between(Some(&self.next), &next));
+        if next.attempt != self.next.attempt {
+            self.dispatch_seq = None;
+        }
         self.next = next;
     }
 }
+
+/// Most attempts one reconciler round checks in the stream.
+pub const RECONCILE_BATCH: usize = 256;
 
 /// Filters of `GET /api/v1/tasks`.
 #[derive(Debug, Clone, Default)]
@@ -125,6 +137,7 @@ impl Database {
                 rev: 1,
                 history: Transition::between(None, task).into_iter().collect(),
                 queued_on: (task.status == TaskStatus::Queued).then(|| replica.to_owned()),
+                dispatch_seq: None,
             };
             contents.push(json!({ "id": task.id, "content": to_content(&stored)? }));
         }
@@ -170,24 +183,25 @@ impl Database {
         rows.into_iter().map(from_record).collect()
     }
 
-    /// Stamps `dispatched_at` on every `(task, attempt)` whose task is still
-    /// queued on that attempt and not yet marked, in one transaction. The
-    /// revision moves on as with any write, so a concurrent compare-and-set
-    /// re-reads. `false` when the transaction conflicted with another
-    /// writer's and marked nothing.
+    /// Stamps `dispatched_at` (and the attempt's stream sequence) on every
+    /// `(task, attempt, sequence)` whose task is still queued on that
+    /// attempt and not yet marked, in one transaction. The revision moves
+    /// on as with any write, so a concurrent compare-and-set re-reads.
+    /// `false` when the transaction conflicted with another writer's and
+    /// marked nothing.
     pub async fn mark_dispatched(
         &self,
-        attempts: &[(TaskId, u32)],
+        attempts: &[(TaskId, u32, u64)],
         at: DateTime<Utc>,
     ) -> Result<bool, StorageError> {
         let items: Vec<_> = attempts
             .iter()
-            .map(|(id, attempt)| json!({ "id": id, "attempt": attempt }))
+            .map(|(id, attempt, seq)| json!({ "id": id, "attempt": attempt, "seq": seq }))
             .collect();
         let sql = "BEGIN TRANSACTION;
             FOR $t IN $items {
                 UPDATE type::record('task', $t.id)
-                    SET dispatched_at = $at, updated_at = $at, rev += 1
+                    SET dispatched_at = $at, dispatch_seq = $t.seq, updated_at = $at, rev += 1
                     WHERE status = 'queued' AND attempt = $t.attempt AND dispatched_at IS NONE
                     RETURN NONE;
             };
@@ -214,6 +228,7 @@ impl Database {
                     rev: write.expected_rev + 1,
                     history: write.history.clone(),
                     queued_on: write.queued_on.clone(),
+                    dispatch_seq: write.dispatch_seq,
                 };
                 Ok(json!({ "id": write.next.id, "rev": write.expected_rev, "content": to_content(&stored)? }))
             })
@@ -282,6 +297,31 @@ impl Database {
         rows.into_iter().map(from_record).collect()
     }
 
+    /// Attempts marked dispatched before `before` whose task is still
+    /// queued, the longest waiting first, at most [`RECONCILE_BATCH`]:
+    /// `(task, attempt, stream sequence)`. (Behind a backlog most are
+    /// simply waiting their turn; a round looks at the oldest.)
+    pub async fn dispatched_but_waiting(
+        &self,
+        before: DateTime<Utc>,
+    ) -> Result<Vec<(TaskId, u32, u64)>, StorageError> {
+        let sql = format!(
+            "SELECT record::id(id) AS id, attempt, dispatch_seq, dispatched_at FROM task
+            WHERE status = 'queued' AND dispatch_seq IS NOT NONE AND <datetime>dispatched_at < <datetime>$before
+            ORDER BY dispatched_at LIMIT {RECONCILE_BATCH}"
+        );
+        let rows = self.fetch_all(&sql, json!({ "before": before })).await?;
+        #[derive(Deserialize)]
+        struct Row {
+            id: TaskId,
+            attempt: u32,
+            dispatch_seq: u64,
+        }
+        rows.into_iter()
+            .map(|row| from_record::<Row>(row).map(|r| (r.id, r.attempt, r.dispatch_seq)))
+            .collect()
+    }
+
     /// Tasks in any of `statuses`, in creation order (used at start-up to
     /// re-queue interrupted work).
     pub async fn tasks_in_status(&self, statuses: &[TaskStatus]) -> Result<Vec<StoredTask>, StorageError> {
@@ -338,11 +378,27 @@ pub(super) mod tests {
 
         // b's attempt is stale: only a is marked, once.
         let at = Utc::now();
-        assert!(db.mark_dispatched(&[(a.id, 1), (b.id, 2)], at).await.unwrap());
-        assert!(db.mark_dispatched(&[(a.id, 1)], Utc::now()).await.unwrap());
-        let a = db.get_task(a.id).await.unwrap().unwrap();
-        assert_eq!((a.task.dispatched_at, a.rev), (Some(at), 2));
+        assert!(
+            db.mark_dispatched(&[(a.id, 1, 7), (b.id, 2, 8)], at)
+                .await
+                .unwrap()
+        );
+        assert!(db.mark_dispatched(&[(a.id, 1, 9)], Utc::now()).await.unwrap());
+        let stored = db.get_task(a.id).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.task.dispatched_at, stored.rev, stored.dispatch_seq),
+            (Some(at), 2, Some(7))
+        );
         assert_eq!(db.get_task(b.id).await.unwrap().unwrap().task.dispatched_at, None);
+
+        // Still queued a while after its mark: a candidate for the
+        // reconciler; not before.
+        let later = at + chrono::Duration::seconds(1);
+        assert_eq!(
+            db.dispatched_but_waiting(later).await.unwrap(),
+            vec![(a.id, 1, 7)]
+        );
+        assert!(db.dispatched_but_waiting(at).await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -275,3 +275,47 @@ async fn a_poison_task_is_dead_lettered_and_the_others_finish() {
         (json!("queued"), json!(2))
     );
 }
+
+/// The known limit of ADR 0005, played by hand: JetStream acknowledged an
+/// attempt, the backend marked it dispatched, and then the broker lost it
+/// (here: the message is deleted from the stream before any worker took
+/// it). The reconciler finds it missing and queues the task again under a
+/// new attempt, which an agent server then runs, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_the_broker_lost_after_acknowledging_it_is_dispatched_again() {
+    let mut cluster = Cluster::start(Script::text(&["found again"])).await;
+    cluster
+        .start_backend_with(&[("VAPORA_RECONCILE_AFTER_SECS", "1")])
+        .await;
+    let api = cluster.api(0);
+    let project = api.create_project().await;
+    let id = api.create_task(&project, "developer", "lost in the broker").await;
+    // Marked dispatched once its grace has passed (no worker started it).
+    eventually(20, "the attempt marked dispatched", || async {
+        !api.task(&id).await["dispatched_at"].is_null()
+    })
+    .await;
+
+    let client = async_nats::connect(cluster.nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream(vapora_shared::wire::TASKS_STREAM).await.unwrap();
+    let held = stream.info().await.unwrap().state.clone();
+    assert_eq!(held.messages, 1, "{held:?}");
+    assert!(stream.delete_message(held.last_sequence).await.unwrap());
+
+    eventually(30, "queued again under attempt 2", || async {
+        let task = api.task(&id).await;
+        task["attempt"] == 2 && task["status"] == "queued"
+    })
+    .await;
+    cluster.start_agent("agent-a", "developer", 1).await;
+    let api = cluster.api(0);
+    api.wait_all_done(&project, std::slice::from_ref(&id), 30).await;
+    let task = api.task(&id).await;
+    assert_eq!(
+        (task["attempt"].clone(), task["result"]["output"].clone()),
+        (json!(2), json!("found again"))
+    );
+    api.assert_finished_exactly_once(std::slice::from_ref(&id)).await;
+    assert_eq!(cluster.llm.request_count(), 1, "the model ran once");
+}
