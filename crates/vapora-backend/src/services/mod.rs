@@ -4,9 +4,11 @@
 pub mod board;
 pub mod cancellations;
 pub mod dispatch_times;
+pub mod dispatches;
 pub mod history;
 pub mod page;
 pub mod projects;
+pub mod replica_queues;
 pub mod tasks;
 pub mod worker_reports;
 
