@@ -11,31 +11,37 @@
 //! `vapora.cancel.<task_id>` aborts the call. On shutdown the worker stops
 //! pulling, lets running attempts finish until the deadline, then naks the
 //! rest so they are redelivered at once.
+//!
+//! Reports go out through `report_sink`; `heartbeats` announces the
+//! worker and keeps its alive file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self as js, AckKind};
-use chrono::Utc;
 use futures::StreamExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use vapora_llm_router::LlmClient;
-use vapora_shared::wire::{
-    CancelRequest, HEARTBEAT_SUBJECT, Heartbeat, MSG_ID_HEADER, PROTOCOL_VERSION, TASKS_STREAM, TaskAttempt,
-    TaskReport, cancel_subject, report_msg_id, task_events_subject,
-};
+use vapora_shared::wire::{CancelRequest, TASKS_STREAM, TaskAttempt, cancel_subject};
 use vapora_shared::{AgentId, Role};
 
 use crate::RoleCatalog;
-use crate::attempt::{AgentContext, AttemptOutcome, Claim, OutputLimits, ReportSink, SinkError, run_attempt};
+use crate::attempt::{AgentContext, AttemptOutcome, OutputLimits, run_attempt};
 use crate::jetstream::consumer_name;
 use crate::metrics::AgentMetrics;
+
+mod heartbeats;
+mod report_sink;
+
+pub use heartbeats::alive_since;
+use heartbeats::{LoadGuard, heartbeats};
+use report_sink::JetStreamSink;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -340,159 +346,4 @@ fn keep_in_progress(message: js::Message, every: Duration) -> JoinHandle<()> {
             let _ = message.ack_with(AckKind::Progress).await;
         }
     })
-}
-
-/// Publishes of `started` before the attempt is handed back, and the waits
-/// between them (doubling): about ten seconds in all.
-const STARTED_TRIES: u32 = 8;
-const STARTED_RETRY_FIRST: Duration = Duration::from_millis(100);
-const STARTED_RETRY_MAX: Duration = Duration::from_secs(2);
-
-/// Reports go to the events stream. Progress goes out through a bounded
-/// channel to a publisher of its own, so a slow broker drops progress
-/// rather than holding up the model's stream; the final report waits until
-/// the progress before it is out, so it is the last word on the attempt.
-struct JetStreamSink {
-    js: js::Context,
-    outgoing: mpsc::Sender<Outgoing>,
-    publisher: JoinHandle<()>,
-}
-
-enum Outgoing {
-    Progress(TaskReport),
-    /// Answered once everything queued before it is published.
-    Flush(oneshot::Sender<()>),
-}
-
-impl JetStreamSink {
-    fn start(js: js::Context) -> Self {
-        let (outgoing, mut queued) = mpsc::channel::<Outgoing>(256);
-        let publisher = {
-            let js = js.clone();
-            tokio::spawn(async move {
-                while let Some(next) = queued.recv().await {
-                    match next {
-                        Outgoing::Progress(report) => {
-                            let _ = publish(&js, &report).await;
-                        }
-                        Outgoing::Flush(done) => {
-                            let _ = done.send(());
-                        }
-                    }
-                }
-            })
-        };
-        Self {
-            js,
-            outgoing,
-            publisher,
-        }
-    }
-}
-
-impl Drop for JetStreamSink {
-    fn drop(&mut self) {
-        self.publisher.abort();
-    }
-}
-
-impl ReportSink for JetStreamSink {
-    async fn started(&self, report: TaskReport) -> Result<Claim, SinkError> {
-        // The backend's fence gives a running attempt to the agent whose
-        // `started` it stored last, and refuses other agents' results; so
-        // the model is called only once this start is stored. A retried
-        // publish is deduplicated by its message id. If the broker stays
-        // away, the attempt is handed back rather than run unclaimed. (The
-        // backend cancels a stale attempt when the report reaches it.)
-        let (mut tries, mut delay) = (1, STARTED_RETRY_FIRST);
-        loop {
-            match publish(&self.js, &report).await {
-                Ok(()) => return Ok(Claim::Proceed),
-                Err(e) if tries >= STARTED_TRIES => return Err(e),
-                Err(e) => tracing::debug!(error = %e, tries, "could not report start yet; retrying"),
-            }
-            tokio::time::sleep(delay).await;
-            (tries, delay) = (tries + 1, (delay * 2).min(STARTED_RETRY_MAX));
-        }
-    }
-
-    fn progress(&self, report: TaskReport) {
-        let _ = self.outgoing.try_send(Outgoing::Progress(report));
-    }
-
-    async fn finished(&self, report: TaskReport) -> Result<(), SinkError> {
-        let (flushed, done) = oneshot::channel();
-        if self.outgoing.send(Outgoing::Flush(flushed)).await.is_ok() {
-            let _ = done.await;
-        }
-        publish(&self.js, &report).await
-    }
-}
-
-/// Counts an attempt in the heartbeat's `load` while it lives.
-struct LoadGuard(Arc<AtomicU32>);
-
-impl LoadGuard {
-    fn new(load: &Arc<AtomicU32>) -> Self {
-        load.fetch_add(1, Ordering::Relaxed);
-        Self(load.clone())
-    }
-}
-
-impl Drop for LoadGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Publishes a report to the events stream and waits for JetStream's ack.
-async fn publish(js: &js::Context, report: &TaskReport) -> Result<(), SinkError> {
-    let msg_id = report_msg_id(report);
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(MSG_ID_HEADER, msg_id.as_str());
-    let payload = serde_json::to_vec(report).map_err(SinkError::new)?;
-    js.publish_with_headers(task_events_subject(report.task_id()), headers, payload.into())
-        .await
-        .map_err(SinkError::new)?
-        .await
-        .map_err(SinkError::new)?;
-    Ok(())
-}
-
-async fn heartbeats(shared: Shared, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(shared.config.heartbeat_every);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = stop.cancelled() => return,
-        }
-        let beat = Heartbeat {
-            protocol: PROTOCOL_VERSION,
-            agent_id: shared.config.agent_id.clone(),
-            roles: shared.config.roles.clone(),
-            load: shared.load.load(Ordering::Relaxed),
-            capacity: (shared.config.concurrency_per_role * shared.config.roles.len()) as u32,
-            version: env!("CARGO_PKG_VERSION").into(),
-            interval_ms: shared.config.heartbeat_every.as_millis() as u64,
-            sent_at: Utc::now(),
-        };
-        if let Ok(payload) = serde_json::to_vec(&beat) {
-            let _ = shared.client.publish(HEARTBEAT_SUBJECT, payload.into()).await;
-        }
-        if let Some(path) = &shared.config.alive_file
-            && shared.client.connection_state() == async_nats::connection::State::Connected
-            && let Err(e) = tokio::fs::write(path, beat.sent_at.timestamp_millis().to_string()).await
-        {
-            tracing::debug!(error = %e, path = %path.display(), "could not write the alive file");
-        }
-    }
-}
-
-/// How long ago the alive file was last written, per the time in it;
-/// `None` if it is missing or unreadable. A worker that is connected and
-/// heartbeating keeps this under its heartbeat interval.
-pub fn alive_since(path: &Path) -> Option<Duration> {
-    let written: i64 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
-    let age = Utc::now().timestamp_millis().saturating_sub(written);
-    Some(Duration::from_millis(age.max(0).unsigned_abs()))
 }
