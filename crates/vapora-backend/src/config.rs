@@ -33,8 +33,12 @@ pub struct Settings {
     /// System prompts per role. When `None`, `config/roles.toml` is used if
     /// present, else the built-in set (the same file, compiled in).
     pub roles_file: Option<PathBuf>,
-    /// Events buffered per WebSocket client before it is told it lagged.
+    /// Live events buffered per WebSocket/SSE client; one that falls
+    /// further behind catches up from the event window.
     pub ws_buffer: usize,
+    /// Recent events kept for clients resuming with `since`
+    /// (`VAPORA_EVENT_WINDOW`); further behind, they get `resync`.
+    pub event_window: usize,
     /// How long in-flight tasks may run on after SIGINT/SIGTERM.
     pub shutdown_grace: Duration,
     /// The single provider configured by `VAPORA_LLM_*` variables.
@@ -125,6 +129,7 @@ impl Default for Settings {
             workers_per_role: 2,
             roles_file: None,
             ws_buffer: 1024,
+            event_window: 10_000,
             shutdown_grace: Duration::from_secs(10),
             llm: ProviderConfig {
                 kind: ProviderKind::Auto,
@@ -186,6 +191,10 @@ impl Settings {
             ws_buffer: positive(
                 parse(&get, "VAPORA_WS_BUFFER", defaults.ws_buffer)?,
                 "VAPORA_WS_BUFFER",
+            )?,
+            event_window: positive(
+                parse(&get, "VAPORA_EVENT_WINDOW", defaults.event_window)?,
+                "VAPORA_EVENT_WINDOW",
             )?,
             shutdown_grace: Duration::from_secs(parse(&get, "VAPORA_SHUTDOWN_GRACE_SECS", 10u64)?),
             llm: ProviderConfig::from_env(&get)?,

@@ -203,9 +203,9 @@ impl From<ChangeRefused> for AppError {
         match refused {
             ChangeRefused::Transition(e) => e.into(),
             ChangeRefused::Invalid(e) => e.into(),
-            refused @ (ChangeRefused::EditWhileRunning | ChangeRefused::NotRetryable(_)) => {
-                Self::Conflict(refused.to_string())
-            }
+            refused @ (ChangeRefused::EditWhileRunning
+            | ChangeRefused::NotRetryable(_)
+            | ChangeRefused::NotApprovable(_)) => Self::Conflict(refused.to_string()),
         }
     }
 }

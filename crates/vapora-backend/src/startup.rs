@@ -91,7 +91,7 @@ impl Application {
         tracing::info!(roles = roles.roles().count(), "role catalog loaded");
 
         let running = RunningTasks::default();
-        let state = AppState::new(&settings, db.clone(), roles.clone(), running.clone());
+        let mut state = AppState::new(&settings, db.clone(), roles.clone(), running.clone());
         match &state.keys {
             Some(keys) => {
                 ensure_admin_key(keys, settings.admin_key.as_ref(), &settings.admin_key_file).await?
@@ -158,6 +158,7 @@ impl Application {
                 let llm = build_llm(&settings, &db).await?;
                 // Budget spend is written whenever it changes, and once more at the end.
                 workers.spawn(llm.budgets().clone().persist_until(state.shutdown.clone()));
+                state.budgets = Some(llm.budgets().clone());
                 let ctx = PoolContext {
                     intake,
                     queue: state.task_queue.clone(),

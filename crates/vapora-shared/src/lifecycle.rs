@@ -28,6 +28,8 @@ pub enum UserChange {
     Patch(TaskPatch),
     Cancel,
     Retry,
+    /// A person accepts the result of a task in review.
+    Approve,
 }
 
 /// Why a person's change was refused.
@@ -37,6 +39,8 @@ pub enum ChangeRefused {
     EditWhileRunning,
     #[error("only failed tasks can be retried; this one is {0}")]
     NotRetryable(TaskStatus),
+    #[error("only tasks in review can be approved; this one is {0}")]
+    NotApprovable(TaskStatus),
     #[error(transparent)]
     Transition(#[from] TransitionError),
     #[error(transparent)]
@@ -59,6 +63,10 @@ impl UserChange {
                 return Err(ChangeRefused::NotRetryable(task.status));
             }
             UserChange::Retry => (task.clone(), Some(TaskStatus::Queued)),
+            UserChange::Approve if task.status != TaskStatus::Review => {
+                return Err(ChangeRefused::NotApprovable(task.status));
+            }
+            UserChange::Approve => (task.clone(), Some(TaskStatus::Done)),
         };
         if let Some(to) = target.filter(|to| *to != task.status) {
             if !task.status.can_be_moved_by_user_to(to) {

@@ -1,12 +1,14 @@
 //! The HTTP surface: routes, extractors, handlers and the shared state.
 
 pub mod agents;
+pub mod budgets;
 pub mod extract;
 pub mod health;
 pub mod keys;
 pub mod metrics;
 pub mod paging;
 pub mod projects;
+pub mod sse;
 pub mod state;
 pub mod task_queue;
 pub mod tasks;
@@ -41,14 +43,17 @@ pub fn router(state: AppState, metrics_require_key: bool) -> Router {
         .routes(routes!(tasks::get, tasks::update))
         .routes(routes!(tasks::cancel))
         .routes(routes!(tasks::retry))
+        .routes(routes!(tasks::approve))
         .routes(routes!(tasks::history))
         .routes(routes!(tasks::dead_letters))
         .routes(routes!(agents::list))
         .routes(routes!(agents::get))
+        .routes(routes!(budgets::report))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
         .routes(routes!(keys::me))
         .routes(routes!(ws::subscribe))
+        .routes(routes!(sse::stream))
         .route_layer(require_key.clone());
     let mut metrics = OpenApiRouter::new().routes(routes!(metrics::render));
     if metrics_require_key {

@@ -42,6 +42,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Cancelled when the server starts shutting down (closes WebSockets).
     pub shutdown: CancellationToken,
+    /// The in-process router's budgets; `None` with agent servers.
+    pub budgets: Option<std::sync::Arc<vapora_llm_router::budget::Budgets>>,
 }
 
 impl AppState {
@@ -52,7 +54,7 @@ impl AppState {
         roles: vapora_agents::RoleCatalog,
         running: crate::services::cancellations::RunningTasks,
     ) -> Self {
-        let events = EventBus::new(settings.ws_buffer);
+        let events = EventBus::new(settings.ws_buffer, settings.event_window);
         let task_queue = SharedTaskQueue::new(settings.queue_capacity);
         let metrics = Metrics::default();
         Self {
@@ -76,6 +78,7 @@ impl AppState {
             limits: Limits::new(settings.rate_limit, settings.ws_caps),
             db,
             shutdown: CancellationToken::new(),
+            budgets: None,
         }
     }
 }

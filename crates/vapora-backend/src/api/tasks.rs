@@ -197,6 +197,24 @@ pub async fn retry(
     Ok(Json(state.task_service.retry(id).await?))
 }
 
+/// Accepts the result of a task in review: it moves to `done`.
+#[utoipa::path(post, path = "/tasks/{id}/approve", operation_id = "approve_task", tag = "tasks",
+    params(("id" = TaskId, Path)),
+    responses(
+        (status = 200, description = "The task, done", body = Task),
+        (status = 403, description = "A viewer key", body = ErrorBody),
+        (status = 404, description = "No such task within the key's reach", body = ErrorBody),
+        (status = 409, description = "The task is not in review, or a concurrent change", body = ErrorBody),
+    ))]
+pub async fn approve(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Task>, AppError> {
+    let id = change_task(&state, &caller, &id).await?;
+    Ok(Json(state.task_service.approve(id).await?))
+}
+
 /// The task's status changes, oldest first, and the worker reports its
 /// attempt fence refused.
 #[utoipa::path(get, path = "/tasks/{id}/history", operation_id = "get_task_history", tag = "tasks",

@@ -13,7 +13,7 @@
 //! - [`reconciler`]: attempts the broker acknowledged and then lost are
 //!   dispatched again.
 //! - [`replication`]: every replica's events reach every replica's
-//!   WebSocket clients.
+//!   WebSocket and SSE clients, numbered in one order.
 //!
 //! The broker may be unreachable at start or at any time later. The client
 //! reconnects by itself and set-up is retried until it succeeds; meanwhile
@@ -92,9 +92,6 @@ pub async fn connect(url: &str, credentials: &NatsCredentials) -> Result<async_n
         })?;
     options
         .name("vapora-backend")
-        // Our own replicated events would otherwise come back to us, one
-        // copy per event, only to be dropped (see `replication`).
-        .no_echo()
         .retry_on_initial_connect()
         .connect(vapora_agents::nats_url::servers(url))
         .await
@@ -109,8 +106,7 @@ pub async fn connect(url: &str, credentials: &NatsCredentials) -> Result<async_n
 /// streams and consumers exist.
 pub fn spawn(ctx: BrokerContext, tracker: &TaskTracker, stop: CancellationToken) {
     tracker.spawn(replication::run(
-        ctx.client.clone(),
-        ctx.intake.events.clone(),
+        ctx.clone(),
         ctx.intake.tasks.replica().into(),
         stop.clone(),
     ));

@@ -181,6 +181,11 @@ impl TaskService {
         self.apply_user_change(id, UserChange::Retry).await
     }
 
+    /// Accepts the result of a task in review: it is done.
+    pub async fn approve(&self, id: TaskId) -> Result<Task, AppError> {
+        self.apply_user_change(id, UserChange::Approve).await
+    }
+
     async fn apply_user_change(&self, id: TaskId, change: UserChange) -> Result<Task, AppError> {
         let mut admission: Option<Admission> = None;
         let now = Utc::now();
@@ -369,7 +374,7 @@ mod tests {
         let project = new_project().into_project(Utc::now()).unwrap();
         db.insert_project(&project, None).await.unwrap();
         let queue = SharedTaskQueue::new(16);
-        let events = EventBus::new(16);
+        let events = EventBus::new(16, 16);
         let mut announced = events.subscribe();
         let service = TaskService::new(
             db.clone(),

@@ -7,6 +7,7 @@ mod bad_input;
 mod bounds;
 mod concurrency;
 mod contract;
+mod event_resume;
 mod idempotency;
 mod lifecycle;
 mod limits;
