@@ -91,22 +91,11 @@ impl TaskService {
     /// queued again here under a new attempt, so that whatever the lost one
     /// might still report is stale.
     pub async fn redispatch_lost(&self, id: TaskId, attempt: u32) -> Result<Option<Task>, AppError> {
-        let now = Utc::now();
         let requeued = self
-            .update_task(id, |task| {
-                if task.status != TaskStatus::Queued
-                    || task.attempt != attempt
-                    || task.dispatched_at.is_none()
-                {
-                    return Ok(None);
-                }
-                let mut next = task.clone();
-                next.move_to(TaskStatus::Queued, now);
-                next.updated_at = now;
-                Ok(Some(next))
+            .next_attempt(id, attempt, "re-dispatch", |task| {
+                task.status == TaskStatus::Queued && task.dispatched_at.is_some()
             })
-            .await;
-        let requeued = self.publish_worker_change(id, attempt, "re-dispatch", requeued)?;
+            .await?;
         if let Some(task) = &requeued {
             self.queue
                 .push_recovered(task.id, task.attempt, task.role.clone(), task.priority)

@@ -256,10 +256,26 @@ impl TaskService {
     /// queueing it in memory: used when this process stops mid-task, so the
     /// next start (or another replica) picks it up.
     pub async fn interrupt_attempt(&self, id: TaskId, attempt: u32) -> Result<Option<Task>, AppError> {
+        self.next_attempt(id, attempt, "interrupt", |task| {
+            task.status == TaskStatus::Running
+        })
+        .await
+    }
+
+    /// Moves the task from `attempt` to a new attempt, `queued`, if it is
+    /// still on that attempt and `applies` to it; publishes the change.
+    /// `None` when the task has moved on (logged as a stale `what`).
+    pub(super) async fn next_attempt(
+        &self,
+        id: TaskId,
+        attempt: u32,
+        what: &str,
+        applies: impl Fn(&Task) -> bool,
+    ) -> Result<Option<Task>, AppError> {
         let now = Utc::now();
         let requeued = self
             .update_task(id, |task| {
-                if task.status != TaskStatus::Running || task.attempt != attempt {
+                if task.attempt != attempt || !applies(task) {
                     return Ok(None);
                 }
                 let mut next = task.clone();
@@ -268,7 +284,7 @@ impl TaskService {
                 Ok(Some(next))
             })
             .await;
-        self.publish_worker_change(id, attempt, "interrupt", requeued)
+        self.publish_worker_change(id, attempt, what, requeued)
     }
 
     pub(super) fn publish_worker_change(
