@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::TopologyError;
-use crate::process::{Process, free_port, wait_healthy};
+use crate::process::{Process, free_port, tail, wait_healthy};
 
 #[derive(Debug)]
 struct Node {
@@ -28,7 +28,27 @@ pub struct NatsCluster {
 impl NatsCluster {
     /// Starts `size` nodes under `dir` and waits until JetStream is ready
     /// on each (a meta leader elected).
+    ///
+    /// Ports are picked free and released before a node binds them, so
+    /// another process may take one meanwhile, and a loaded machine can be
+    /// slow to elect a leader; either way a node never becomes ready. Then
+    /// the whole cluster starts over once more, on fresh ports and stores,
+    /// after printing what the nodes logged.
     pub async fn start(binary: &Path, dir: &Path, size: usize) -> Result<Self, TopologyError> {
+        match Self::start_once(binary, dir, size).await {
+            Ok(cluster) => Ok(cluster),
+            Err(e) => {
+                eprintln!("the NATS cluster did not come up ({e}); starting it over on fresh ports");
+                for n in 1..=size {
+                    let log = std::fs::read_to_string(dir.join(format!("nats-{n}.log"))).unwrap_or_default();
+                    eprintln!("nats-{n} logged, last lines:\n{}", tail(&log, 15));
+                }
+                Self::start_once(binary, dir, size).await
+            }
+        }
+    }
+
+    async fn start_once(binary: &Path, dir: &Path, size: usize) -> Result<Self, TopologyError> {
         let mut nodes = Vec::with_capacity(size);
         let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect::<Result<_, _>>()?;
         let routes: Vec<String> = route_ports
@@ -37,6 +57,8 @@ impl NatsCluster {
             .collect();
         for (n, route_port) in route_ports.iter().enumerate() {
             let node_dir = dir.join(format!("nats-{}", n + 1));
+            // A fresh store: nothing of an earlier try may linger.
+            let _ = std::fs::remove_dir_all(&node_dir);
             std::fs::create_dir_all(&node_dir).map_err(|e| TopologyError::io(&node_dir, e))?;
             let client_port = free_port()?;
             let monitor_port = free_port()?;
