@@ -39,6 +39,9 @@ pub struct Settings {
     /// Recent events kept for clients resuming with `since`
     /// (`VAPORA_EVENT_WINDOW`); further behind, they get `resync`.
     pub event_window: usize,
+    /// Serve the dashboard from this directory, read on every request
+    /// (`VAPORA_DASHBOARD_DIR`; for working on it), not the embedded copy.
+    pub dashboard_dir: Option<PathBuf>,
     /// How long in-flight tasks may run on after SIGINT/SIGTERM.
     pub shutdown_grace: Duration,
     /// The single provider configured by `VAPORA_LLM_*` variables.
@@ -130,6 +133,7 @@ impl Default for Settings {
             roles_file: None,
             ws_buffer: 1024,
             event_window: 10_000,
+            dashboard_dir: None,
             shutdown_grace: Duration::from_secs(10),
             llm: ProviderConfig {
                 kind: ProviderKind::Auto,
@@ -188,6 +192,7 @@ impl Settings {
                 "VAPORA_WORKERS_PER_ROLE",
             )?,
             roles_file: get("VAPORA_ROLES_FILE").map(PathBuf::from),
+            dashboard_dir: get("VAPORA_DASHBOARD_DIR").map(PathBuf::from),
             ws_buffer: positive(
                 parse(&get, "VAPORA_WS_BUFFER", defaults.ws_buffer)?,
                 "VAPORA_WS_BUFFER",

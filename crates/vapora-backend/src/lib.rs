@@ -5,13 +5,15 @@
 //! takes them: in-process ([`swarm`]) or, with NATS configured, agent
 //! servers over JetStream ([`broker`]); every change is stored in SurrealDB
 //! ([`storage`]) and streamed to WebSocket dashboards ([`events`]).
-//! Every API call needs a key ([`auth`]).
+//! Every API call needs a key ([`auth`]); people watch and steer through
+//! the [`dashboard`] served at `/`.
 //! [`startup::Application`] wires it all together.
 
 pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod idempotency;

@@ -65,8 +65,10 @@ pub fn router(state: AppState, metrics_require_key: bool) -> Router {
         .merge(metrics)
         .nest("/api/v1", v1)
         .split_for_parts();
+    let dashboard = crate::dashboard::routes(state.dashboard_dir.clone());
     routes
         .merge(crate::openapi::docs(crate::openapi::finish(document)))
+        .merge(dashboard)
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -44,6 +44,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The in-process router's budgets; `None` with agent servers.
     pub budgets: Option<std::sync::Arc<vapora_llm_router::budget::Budgets>>,
+    /// Serve the dashboard's files from here instead of the embedded ones.
+    pub dashboard_dir: Option<std::path::PathBuf>,
 }
 
 impl AppState {
@@ -79,6 +81,7 @@ impl AppState {
             db,
             shutdown: CancellationToken::new(),
             budgets: None,
+            dashboard_dir: settings.dashboard_dir.clone(),
         }
     }
 }
