@@ -162,13 +162,15 @@ pub async fn update(
     Ok(Json(state.task_service.patch(id, patch).await?))
 }
 
+/// Cancels a task that is not finished. Idempotent: cancelling a
+/// cancelled task answers 200 with it, unchanged.
 #[utoipa::path(post, path = "/tasks/{id}/cancel", operation_id = "cancel_task", tag = "tasks",
     params(("id" = TaskId, Path)),
     responses(
-        (status = 200, description = "The cancelled task", body = Task),
+        (status = 200, description = "The cancelled task (unchanged if it was cancelled already)", body = Task),
         (status = 403, description = "A viewer key", body = ErrorBody),
         (status = 404, description = "No such task within the key's reach", body = ErrorBody),
-        (status = 409, description = "The task is done or cancelled already, or a concurrent change", body = ErrorBody),
+        (status = 409, description = "The task is done or failed already, or a concurrent change", body = ErrorBody),
     ))]
 pub async fn cancel(
     State(state): State<SharedState>,
