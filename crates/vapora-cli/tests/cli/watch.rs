@@ -1,0 +1,138 @@
+//! Following tasks live: `task watch`, `task create --watch`, and
+//! approving a task that waits in review. Needs the backend's event feed.
+
+use vapora_llm_router::testing::Script;
+
+use crate::support::{
+    SMALL_OUTPUT_LIMIT, STREAMED, limit_output, spawn_backend, spawn_backend_with, streamed_script,
+};
+
+#[tokio::test]
+async fn watch_prints_the_streamed_output_and_exits_0_when_done() {
+    let app = spawn_backend_with(limit_output).await;
+    app.llm.set_default(streamed_script());
+    let project = app.project("p").await;
+    let task = app.todo_task(&project, &[]).await;
+
+    // The watch says so once it follows the todo task; only then is the
+    // task queued, so every chunk is streamed to it.
+    let mut watch = app.start(&["task", "watch", &task]);
+    watch.wait_for_stderr("is in todo").await;
+    app.queue(&task).await;
+    let run = watch.finish().await;
+
+    // The stored result is cut at the limit: the whole text can only have
+    // come from the stream, and nothing of it twice.
+    let full: String = STREAMED.concat();
+    assert!(full.len() > SMALL_OUTPUT_LIMIT);
+    assert_eq!(run.ok(), format!("{full}\n"), "{run:#?}");
+    assert!(run.stderr.contains(&format!("task {task} done")), "{run:#?}");
+}
+
+#[tokio::test]
+async fn create_watch_follows_from_the_first_chunk() {
+    let app = spawn_backend_with(limit_output).await;
+    app.llm.set_default(streamed_script());
+    let project = app.project("p").await;
+    let run = app
+        .vapora(&["task", "create", "--project", &project, "--title", "t", "--watch"])
+        .await;
+    assert_eq!(run.ok(), format!("{}\n", STREAMED.concat()), "{run:#?}");
+    assert!(run.stderr.contains("created task"), "{run:#?}");
+}
+
+#[tokio::test]
+async fn watch_with_json_prints_the_final_task_only() {
+    let app = spawn_backend().await;
+    app.llm.set_default(Script::text(&["Hello", " world"]));
+    let project = app.project("p").await;
+    let task = app
+        .vapora(&[
+            "--json",
+            "task",
+            "create",
+            "--project",
+            &project,
+            "--title",
+            "t",
+            "--watch",
+        ])
+        .await
+        .json();
+    assert_eq!(task["status"], "done");
+    assert_eq!(task["result"]["output"], "Hello world");
+
+    // A task that has already ended: its output, at once.
+    let id = task["id"].as_str().unwrap();
+    let again = app.vapora(&["task", "watch", id]).await;
+    assert_eq!(again.ok(), "Hello world\n", "{again:#?}");
+}
+
+#[tokio::test]
+async fn a_failing_task_exits_3_with_its_error() {
+    let app = spawn_backend().await;
+    // A 400 is not retried by the router: the attempt fails at once.
+    app.llm.set_default(Script::status(400));
+    let project = app.project("p").await;
+    let run = app
+        .vapora(&["task", "create", "--project", &project, "--title", "t", "--watch"])
+        .await;
+    assert_eq!(run.code, Some(3), "{run:#?}");
+    assert!(run.stderr.contains("failed"), "{run:#?}");
+    assert!(run.stderr.contains("400"), "the model's error: {run:#?}");
+
+    // Watching it later ends the same way.
+    let id = run
+        .stderr
+        .split("created task ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the created task's id: {run:#?}"));
+    let later = app.vapora(&["task", "watch", id]).await;
+    assert_eq!(later.code, Some(3), "{later:#?}");
+}
+
+#[tokio::test]
+async fn a_cancelled_task_exits_4() {
+    let app = spawn_backend().await;
+    let project = app.project("p").await;
+    let task = app.todo_task(&project, &[]).await;
+    let mut watch = app.start(&["task", "watch", &task]);
+    watch.wait_for_stderr("is in todo").await;
+    app.vapora(&["task", "cancel", &task]).await.ok();
+    let run = watch.finish().await;
+    assert_eq!(run.code, Some(4), "{run:#?}");
+    assert!(run.stderr.contains("cancelled"), "{run:#?}");
+}
+
+#[tokio::test]
+async fn review_ends_the_watch_and_approve_finishes_the_task() {
+    let app = spawn_backend().await;
+    let project = app.project("p").await;
+    let run = app
+        .vapora(&[
+            "--json",
+            "task",
+            "create",
+            "--project",
+            &project,
+            "--title",
+            "t",
+            "--requires-approval",
+            "--watch",
+        ])
+        .await;
+    let task = run.json();
+    assert_eq!(task["status"], "review", "{run:#?}");
+    assert!(run.stderr.contains("vapora task approve"), "{run:#?}");
+    let id = task["id"].as_str().unwrap();
+
+    let approved = app.vapora(&["--json", "task", "approve", id]).await.json();
+    assert_eq!(approved["status"], "done");
+    assert_eq!(approved["result"]["output"], "Hello, world");
+
+    // Only a task in review can be approved: the server's 409.
+    let again = app.vapora(&["task", "approve", id]).await;
+    assert_eq!(again.code, Some(1), "{again:#?}");
+    assert!(again.stderr.contains("409"), "{again:#?}");
+}
