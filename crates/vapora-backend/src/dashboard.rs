@@ -1,6 +1,7 @@
 //! The web dashboard: a live kanban board in the browser, served at `/`.
 //!
-//! Three static files (`crates/vapora-backend/dashboard/`), compiled into
+//! Static files (`crates/vapora-backend/dashboard/`: the page, its styles,
+//! and its script as ES modules that import one another), compiled into
 //! the binary so that running the backend is all it takes: no build step,
 //! no Node.js, no CDN. The page signs in with an API key and then uses the
 //! public API like any other client (REST, and the WebSocket event feed
@@ -36,8 +37,30 @@ macro_rules! assets {
 }
 
 /// Every file of `crates/vapora-backend/dashboard/` (a test checks that
-/// none is missing).
-const ASSETS: [Asset; 3] = assets!["index.html", "app.js", "app.css"];
+/// none is missing): the page, its styles, and the script's ES modules,
+/// `app.js` first (the one the page loads; it imports the others).
+const ASSETS: [Asset; 20] = assets![
+    "index.html",
+    "app.css",
+    "app.js",
+    "state.js",
+    "dom.js",
+    "format.js",
+    "http.js",
+    "toast.js",
+    "session.js",
+    "projects.js",
+    "columns.js",
+    "cards.js",
+    "board.js",
+    "output.js",
+    "panel.js",
+    "task-actions.js",
+    "dialogs.js",
+    "agents.js",
+    "costs.js",
+    "live.js",
+];
 const INDEX: &str = "index.html";
 
 /// Scripts, styles, images and connections from this origin only (the
