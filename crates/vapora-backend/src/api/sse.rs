@@ -57,7 +57,7 @@ pub async fn stream(
         .transpose()?;
     // Subscribed before the response starts: a client that has the
     // headers misses nothing published after.
-    let feed = query.subscribe(&state, &caller, last_event_id)?;
+    let feed = query.subscribe(&state, &caller, last_event_id).await?;
     let slot = state.limits.open_ws(caller.key_id())?;
     let events = futures::stream::unfold((feed, slot), |(mut feed, slot)| async move {
         match feed.next().await? {

@@ -54,8 +54,9 @@ pub struct EventsQuery {
 }
 
 impl EventsQuery {
-    /// The feed this caller asked for, subscribed now.
-    pub fn subscribe(
+    /// The feed this caller asked for, subscribed now. An unknown project
+    /// is a 404, not a stream that stays silent forever.
+    pub async fn subscribe(
         &self,
         state: &SharedState,
         caller: &Caller,
@@ -68,6 +69,7 @@ impl EventsQuery {
             .transpose()?;
         if let Some(project) = project {
             caller.see_project(project)?;
+            state.project_service.get(project).await?;
         }
         let filter = EventFilter {
             project,
@@ -112,7 +114,7 @@ pub async fn subscribe(
     })?;
     // Subscribe before answering the upgrade: everything published once the
     // client sees the handshake complete reaches it.
-    let feed = query.subscribe(&state, &caller, None)?;
+    let feed = query.subscribe(&state, &caller, None).await?;
     let slot = state.limits.open_ws(caller.key_id())?;
     Ok(upgrade
         .protocols([WS_PROTOCOL])

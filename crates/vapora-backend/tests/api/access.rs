@@ -33,7 +33,7 @@ async fn keyed_routes(app: &TestApp, project: &str, task: &str) -> Vec<(Method, 
             routes.push((method.to_uppercase().parse().unwrap(), path.clone(), body));
         }
     }
-    assert_eq!(routes.len(), 21, "every keyed route is documented: {routes:?}");
+    assert_eq!(routes.len(), 24, "every keyed route is documented: {routes:?}");
     routes
 }
 
@@ -165,6 +165,12 @@ fn project_routes(project: &Value, task: &Value) -> Vec<(Method, String, Option<
         (Method::POST, format!("/api/v1/tasks/{t}/retry"), Some(json!({}))),
         (
             Method::POST,
+            format!("/api/v1/tasks/{t}/approve"),
+            Some(json!({})),
+        ),
+        (Method::GET, format!("/api/v1/budgets?project_id={p}"), None),
+        (
+            Method::POST,
             "/api/v1/tasks".into(),
             Some(json!({"project_id": p, "title": "t", "role": "developer"})),
         ),
@@ -253,13 +259,19 @@ async fn a_member_key_reaches_only_its_own_projects() {
 }
 
 #[tokio::test]
-async fn a_member_websocket_receives_only_its_projects_events() {
+async fn a_member_event_stream_receives_only_its_projects_events() {
     let app = spawn_app().await;
     let p = two_projects(&app).await;
     let (key, _) = app.issue_key("member", &[&p.a]).await;
 
     let only_b = format!("?project_id={}", p.b.as_str().unwrap());
     assert_eq!(upgrade_refusal(&app, &only_b, &key).await, StatusCode::NOT_FOUND);
+    let (status, _) = app.api_as(&key).get(&format!("/api/v1/events{only_b}")).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the member followed B's events over SSE"
+    );
 
     let mut member_ws = app.websocket_with_key("", &key).await.unwrap();
     let mut admin_ws = app.websocket("").await;

@@ -163,8 +163,18 @@ async fn a_client_beyond_the_window_is_told_to_resync_then_follows_live_events()
 }
 
 #[tokio::test]
-async fn a_malformed_since_is_a_clear_400() {
+async fn a_malformed_since_is_a_clear_400_and_an_unknown_project_a_404() {
     let app = spawn_app().await;
+    let unknown = vapora_shared::ProjectId::new();
+    let (status, body) = app.get(&format!("/api/v1/events?project_id={unknown}")).await;
+    assert_eq!(status, 404, "{body}");
+    let refused = app
+        .websocket_with_key(&format!("?project_id={unknown}"), &app.admin_key)
+        .await;
+    assert!(
+        refused.is_err(),
+        "a WebSocket for an unknown project was accepted"
+    );
     let (status, body) = app.get("/api/v1/events?since=yesterday").await;
     assert_eq!(status, 400, "{body}");
     let response = app
