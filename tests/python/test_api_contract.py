@@ -11,6 +11,9 @@ document and checks every answer:
 - content_type_conformance: the Content-Type is the documented one;
 - response_schema_conformance: the body matches the documented schema.
 
+The backend's Server-Sent Events feed (`stream_events`) is left out: a
+well-formed request opens a stream that never ends.
+
 The backend run is also stateful: the document's links (a created project's
 id into the project, board and task routes, a created task's id into the
 task routes) let schemathesis chain calls on resources that exist.
@@ -99,7 +102,12 @@ def main():
     ok, total = True, 0
     with tempfile.TemporaryDirectory() as workdir:
         for name, starter, extra, binary, port_setting in [
-            ("backend", start_backend, ["--stateful=links"], BACKEND, "VAPORA_PORT"),
+            # The SSE feed answers a well-formed request with a stream that
+            # never ends, which schemathesis would wait on forever; its
+            # errors and its stream are tested in tests/api/event_resume.rs
+            # and access.rs.
+            ("backend", start_backend, ["--stateful=links", "--exclude-operation-id", "stream_events"],
+             BACKEND, "VAPORA_PORT"),
             ("gateway", start_gateway, [], GATEWAY, "VAPORA_GATEWAY_ADDR"),
         ]:
             log_path = os.path.join(LOG_DIR, f"schemathesis-{name}.log")
