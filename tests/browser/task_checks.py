@@ -1,7 +1,7 @@
 """Checks of what a user does to tasks: the task panel (2b), dragging a
 card to run it (4, 8d) and an illegal drag (5, 8c), the New task form and a
-move with the keyboard alone (4b), the Cancel (6, 8e), Approve (6b) and
-Retry (6c) buttons.
+move with the keyboard alone (4b), the Cancel (6, 8e), Approve (6b), Reject
+(6d) and Retry (6c) buttons.
 """
 import secrets
 
@@ -128,6 +128,26 @@ def approve(page, backend, project_id, number, label):
     check(backend.ok("GET", f"/api/v1/tasks/{task['id']}")["status"] == "done", "the server does not have it done")
     statuses = dedupe(s.split("@")[0] for s in page.seen(task["id"]))
     ok(number, f"[{label}] the Approve button finished a task waiting for approval: {' → '.join(statuses)}")
+
+
+def reject_with_comment(page, backend, project_id, number):
+    task = backend.task(project_id, "Rejected task", words(5), requires_approval=True)
+    page.wait_card(task["id"], "review", timeout=40)
+    page.page.click(f'[data-testid=card][data-task-id="{task["id"]}"] [data-testid=card-title]')
+    page.page.wait_for_selector("[data-testid=task-panel][open]")
+    page.page.fill("[data-testid=reject-comment]", "Shorter, please.")
+    page.page.click("[data-testid=panel-reject]")
+    page.wait("the rejected task to run again and wait in review as attempt 2", lambda: (
+        lambda t: t["attempt"] == 2 and t["status"] == "review")(backend.ok("GET", f"/api/v1/tasks/{task['id']}")))
+    page.wait_card(task["id"], "review", timeout=15)
+    stored = backend.ok("GET", f"/api/v1/tasks/{task['id']}")
+    check(stored["rejection"]["comment"] == "Shorter, please.", f"stored rejection: {stored.get('rejection')}")
+    page.wait("the panel to show the rejection", lambda: page.js(
+        "() => document.querySelector('[data-testid=task-facts]').textContent.includes('Shorter, please.')"))
+    page.page.keyboard.press("Escape")
+    page.page.wait_for_selector("[data-testid=task-panel]", state="hidden")
+    statuses = dedupe(s.split("@")[0] for s in page.seen(task["id"]))
+    ok(number, f"the panel's Reject sent a result back with a comment; it ran again as attempt 2: {' → '.join(statuses)}")
 
 
 def retry_failed(page, backend, project_id, number):

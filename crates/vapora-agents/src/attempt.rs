@@ -124,7 +124,7 @@ pub enum AttemptOutcome {
 }
 
 /// The attempt to run and what goes into its prompt.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AttemptSpec<'a> {
     pub task_id: TaskId,
     pub project_id: ProjectId,

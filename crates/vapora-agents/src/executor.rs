@@ -1,9 +1,11 @@
 //! Runs one task attempt through a language model.
 
+use std::borrow::Cow;
+
 use futures::StreamExt;
 use vapora_llm_router::{ChatMessage, ChatRequest, LlmClient, LlmError, StreamEvent};
 use vapora_shared::wire::TaskAttempt;
-use vapora_shared::{Role, Task, TaskResult};
+use vapora_shared::{PromptContext, Role, Task, TaskResult};
 
 use crate::RoleCatalog;
 
@@ -19,11 +21,13 @@ pub enum ExecutionError {
 
 /// What an agent is asked to do: the part of a task (or of a task attempt
 /// received over NATS) that goes into the prompt.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Assignment<'a> {
     pub role: &'a Role,
     pub title: &'a str,
     pub description: &'a str,
+    /// Sections after the description (see [`PromptContext`]).
+    pub context: Cow<'a, [PromptContext]>,
 }
 
 impl<'a> From<&'a Task> for Assignment<'a> {
@@ -32,6 +36,7 @@ impl<'a> From<&'a Task> for Assignment<'a> {
             role: &task.role,
             title: &task.title,
             description: &task.description,
+            context: Cow::Owned(task.prompt_context()),
         }
     }
 }
@@ -42,11 +47,14 @@ impl<'a> From<&'a TaskAttempt> for Assignment<'a> {
             role: &attempt.role,
             title: &attempt.title,
             description: &attempt.description,
+            context: Cow::Borrowed(&attempt.context),
         }
     }
 }
 
-/// The chat request an agent sends for `task`.
+/// The chat request an agent sends for `task`: the role's system prompt,
+/// then the title, the description and each context section under its
+/// label.
 pub fn build_request(roles: &RoleCatalog, task: Assignment<'_>) -> Result<ChatRequest, ExecutionError> {
     let system = roles
         .system_prompt(task.role)
@@ -55,6 +63,9 @@ pub fn build_request(roles: &RoleCatalog, task: Assignment<'_>) -> Result<ChatRe
     if !task.description.trim().is_empty() {
         user.push_str("\n\n");
         user.push_str(task.description);
+    }
+    for section in task.context.iter() {
+        user.push_str(&format!("\n\n## {}\n\n{}", section.label, section.text));
     }
     Ok(ChatRequest {
         messages: vec![ChatMessage::system(system), ChatMessage::user(user)],
@@ -94,4 +105,37 @@ pub async fn execute(
     Err(ExecutionError::Llm(LlmError::Truncated {
         provider: llm.provider().to_owned(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prompt_carries_each_context_section_after_the_description() {
+        let role = Role::parse("developer").unwrap();
+        let context = [
+            PromptContext {
+                label: "Your previous answer (attempt 1), which was rejected".into(),
+                text: "fn main() {}".into(),
+            },
+            PromptContext {
+                label: "The reviewer's comment: address it in a new answer".into(),
+                text: "Print a greeting.".into(),
+            },
+        ];
+        let assignment = Assignment {
+            role: &role,
+            title: "Write main",
+            description: "In Rust.",
+            context: Cow::Borrowed(&context),
+        };
+        let request = build_request(&RoleCatalog::builtin(), assignment).unwrap();
+        assert_eq!(
+            request.messages[1].content,
+            "Task: Write main\n\nIn Rust.\n\n\
+             ## Your previous answer (attempt 1), which was rejected\n\nfn main() {}\n\n\
+             ## The reviewer's comment: address it in a new answer\n\nPrint a greeting."
+        );
+    }
 }

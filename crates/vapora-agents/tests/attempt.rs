@@ -118,6 +118,7 @@ async fn run(
             role: &role,
             title: "t",
             description: "",
+            context: Default::default(),
         },
     };
     run_attempt(agent, spec, sink, cancel, &CancellationToken::new()).await

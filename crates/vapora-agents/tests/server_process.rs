@@ -46,6 +46,7 @@ async fn the_server_process_completes_an_attempt_and_exits_cleanly_on_sigterm() 
         title: "prove it".into(),
         description: String::new(),
         dispatched_at: chrono::Utc::now(),
+        context: Vec::new(),
     };
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(MSG_ID_HEADER, attempt_msg_id(attempt.task_id, 1).as_str());

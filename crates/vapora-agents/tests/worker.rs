@@ -164,6 +164,7 @@ fn attempt(title: &str) -> TaskAttempt {
         title: title.into(),
         description: String::new(),
         dispatched_at: chrono::Utc::now(),
+        context: Vec::new(),
     }
 }
 

@@ -37,6 +37,7 @@ export function renderPanel() {
   select.disabled = !writer;
   $('move-button').disabled = !writer || state.pending.has(task.id);
   $('panel-approve').hidden = task.status !== 'review';
+  $('reject-form').hidden = task.status !== 'review' || !canWrite();
   $('panel-retry').hidden = task.status !== 'failed';
   $('panel-cancel').hidden = !['todo', 'queued', 'running', 'review'].includes(task.status);
   for (const b of ['panel-approve', 'panel-retry', 'panel-cancel']) $(b).disabled = !writer;
@@ -51,6 +52,9 @@ export function renderPanel() {
   fact(facts, 'Created', fmtTime(task.created_at));
   fact(facts, 'Started', fmtTime(task.started_at));
   fact(facts, 'Finished', fmtTime(task.finished_at));
+  if (task.rejection) {
+    fact(facts, 'Last rejected', 'attempt ' + task.rejection.attempt + ': ' + task.rejection.comment);
+  }
 
   $('task-error-section').hidden = !task.error;
   $('task-error').textContent = task.error || '';

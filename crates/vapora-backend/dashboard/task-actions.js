@@ -1,6 +1,6 @@
 // What a user does to tasks, on the board and in the task panel: open a
 // card's panel, move a task (drag and drop, or the panel's Move to),
-// approve, retry or cancel it. A moved card waits in its target column
+// approve, reject (with a comment), retry or cancel it. A moved card waits in its target column
 // until the server answers, and goes back if the move is refused.
 import { state } from './state.js';
 import { $, clear } from './dom.js';
@@ -40,6 +40,16 @@ async function taskAction(id, action) {
   if (!task) return;
   try {
     const updated = await api('POST', '/api/v1/tasks/' + encodeURIComponent(id) + '/' + action);
+    upsertTask(updated);
+  } catch (e) {
+    showError(e.message);
+  }
+}
+
+async function rejectTask(id, comment) {
+  try {
+    const updated = await api('POST', '/api/v1/tasks/' + encodeURIComponent(id) + '/reject', { comment });
+    $('reject-comment').value = '';
     upsertTask(updated);
   } catch (e) {
     showError(e.message);
@@ -141,5 +151,10 @@ export function wirePanel() {
       if (state.openTaskId) taskAction(state.openTaskId, $(b).dataset.action);
     });
   }
+  $('reject-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const comment = $('reject-comment').value.trim();
+    if (state.openTaskId && comment) rejectTask(state.openTaskId, comment);
+  });
   $('history-more').addEventListener('click', () => loadHistory(false));
 }

@@ -205,7 +205,7 @@ impl From<ChangeRefused> for AppError {
             ChangeRefused::Invalid(e) => e.into(),
             refused @ (ChangeRefused::EditWhileRunning
             | ChangeRefused::NotRetryable(_)
-            | ChangeRefused::NotApprovable(_)) => Self::Conflict(refused.to_string()),
+            | ChangeRefused::NotInReview(..)) => Self::Conflict(refused.to_string()),
         }
     }
 }

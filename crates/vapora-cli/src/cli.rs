@@ -148,6 +148,18 @@ pub enum TaskCommand {
     },
     /// Approve a task waiting in review: it becomes done.
     Approve { id: TaskId },
+    /// Send a task waiting in review back with a comment: it runs again,
+    /// and the new attempt sees the comment and the rejected output.
+    #[command(after_long_help = EXIT_CODES_HELP)]
+    Reject {
+        id: TaskId,
+        /// What to change.
+        #[arg(long, short)]
+        comment: String,
+        /// Follow the new attempt, as `task watch` does.
+        #[arg(long)]
+        watch: bool,
+    },
     /// Follow a task live: its status, and its output as the agent streams
     /// it, until it is done, failed or cancelled, or waits in review.
     ///

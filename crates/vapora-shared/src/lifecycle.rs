@@ -19,8 +19,9 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::task::{MAX_COMMENT_LEN, validate_text};
 use crate::wire::TaskReport;
-use crate::{AgentId, Task, TaskPatch, TaskResult, TaskStatus, TransitionError, ValidationError};
+use crate::{AgentId, Rejection, Task, TaskPatch, TaskResult, TaskStatus, TransitionError, ValidationError};
 
 /// What a person asks of a task, through the API.
 #[derive(Debug, Clone)]
@@ -30,6 +31,11 @@ pub enum UserChange {
     Retry,
     /// A person accepts the result of a task in review.
     Approve,
+    /// A person sends the result of a task in review back, saying why: it
+    /// runs again as a new attempt that sees the comment and the output.
+    Reject {
+        comment: String,
+    },
 }
 
 /// Why a person's change was refused.
@@ -39,8 +45,8 @@ pub enum ChangeRefused {
     EditWhileRunning,
     #[error("only failed tasks can be retried; this one is {0}")]
     NotRetryable(TaskStatus),
-    #[error("only tasks in review can be approved; this one is {0}")]
-    NotApprovable(TaskStatus),
+    #[error("only tasks in review can be {0}; this one is {1}")]
+    NotInReview(&'static str, TaskStatus),
     #[error(transparent)]
     Transition(#[from] TransitionError),
     #[error(transparent)]
@@ -63,10 +69,26 @@ impl UserChange {
                 return Err(ChangeRefused::NotRetryable(task.status));
             }
             UserChange::Retry => (task.clone(), Some(TaskStatus::Queued)),
-            UserChange::Approve if task.status != TaskStatus::Review => {
-                return Err(ChangeRefused::NotApprovable(task.status));
+            UserChange::Approve | UserChange::Reject { .. } if task.status != TaskStatus::Review => {
+                let action = if matches!(self, UserChange::Approve) {
+                    "approved"
+                } else {
+                    "rejected"
+                };
+                return Err(ChangeRefused::NotInReview(action, task.status));
             }
             UserChange::Approve => (task.clone(), Some(TaskStatus::Done)),
+            UserChange::Reject { comment } => {
+                validate_text("comment", comment, MAX_COMMENT_LEN, false)?;
+                let mut next = task.clone();
+                next.rejection = Some(Rejection {
+                    attempt: task.attempt,
+                    comment: comment.clone(),
+                    previous_output: task.result.as_ref().map(|r| r.output.clone()).unwrap_or_default(),
+                    at: now,
+                });
+                (next, Some(TaskStatus::Queued))
+            }
         };
         if let Some(to) = target.filter(|to| *to != task.status) {
             if !task.status.can_be_moved_by_user_to(to) {
@@ -232,6 +254,78 @@ mod tests {
 
     fn at(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn in_review(now: DateTime<Utc>) -> Task {
+        let mut task = queued_task(now);
+        task.requires_approval = true;
+        task.move_to(TaskStatus::Running, now);
+        let result = TaskResult {
+            output: "first answer".into(),
+            provider: "p".into(),
+            model: "m".into(),
+            tokens_in: 1,
+            tokens_out: 2,
+            cost_usd: 0.0,
+            attempts: 1,
+            output_truncated: false,
+        };
+        task.record_outcome(Ok(&result), now);
+        task
+    }
+
+    #[test]
+    fn a_rejection_queues_a_new_attempt_that_carries_the_comment_and_the_output() {
+        let task = in_review(at(0));
+        let reject = UserChange::Reject {
+            comment: "Shorter, please.".into(),
+        };
+        let next = reject.apply(&task, at(9)).unwrap();
+        assert_eq!(
+            (next.status, next.attempt),
+            (TaskStatus::Queued, task.attempt + 1)
+        );
+        assert_eq!(
+            next.result, None,
+            "the rejected result is not the task's any more"
+        );
+        let rejection = next.rejection.clone().unwrap();
+        assert_eq!(
+            (
+                rejection.attempt,
+                rejection.comment.as_str(),
+                rejection.previous_output.as_str(),
+                rejection.at
+            ),
+            (task.attempt, "Shorter, please.", "first answer", at(9))
+        );
+        let context = next.prompt_context();
+        assert_eq!(context.len(), 2);
+        assert_eq!(
+            (context[0].text.as_str(), context[1].text.as_str()),
+            ("first answer", "Shorter, please.")
+        );
+    }
+
+    #[test]
+    fn only_a_task_in_review_is_rejected_and_only_with_a_comment() {
+        let blank = UserChange::Reject { comment: "  ".into() };
+        assert!(matches!(
+            blank.apply(&in_review(at(0)), at(1)),
+            Err(ChangeRefused::Invalid(_))
+        ));
+        let reject = UserChange::Reject { comment: "no".into() };
+        assert_eq!(
+            reject.apply(&queued_task(at(0)), at(1)).unwrap_err(),
+            ChangeRefused::NotInReview("rejected", TaskStatus::Queued)
+        );
+        assert_eq!(
+            UserChange::Approve
+                .apply(&queued_task(at(0)), at(1))
+                .unwrap_err()
+                .to_string(),
+            "only tasks in review can be approved; this one is queued"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::{AgentId, ProjectId, Role, TaskId};
 
 pub const MAX_TITLE_LEN: usize = 500;
 pub const MAX_DESCRIPTION_LEN: usize = 64 * 1024;
+pub const MAX_COMMENT_LEN: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -165,6 +166,61 @@ pub struct Task {
     pub dispatched_at: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The latest result a person sent back from review, with why: the
+    /// attempts after it are asked to address the comment.
+    #[serde(default)]
+    pub rejection: Option<Rejection>,
+}
+
+/// A result in review that a person rejected, and their comment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Rejection {
+    /// The attempt whose result was rejected.
+    pub attempt: u32,
+    pub comment: String,
+    /// That attempt's output, as the model wrote it.
+    pub previous_output: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Body of `POST /api/v1/tasks/{id}/reject`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectTask {
+    /// What to change; the next attempt's prompt carries it. Not blank.
+    #[schema(min_length = 1, max_length = 16384)]
+    pub comment: String,
+}
+
+/// Something the model should know besides the task itself, such as a
+/// rejected output and the reviewer's comment: a heading and its text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PromptContext {
+    pub label: String,
+    pub text: String,
+}
+
+impl Task {
+    /// What the next attempt's prompt carries besides title and
+    /// description.
+    pub fn prompt_context(&self) -> Vec<PromptContext> {
+        let Some(rejection) = &self.rejection else {
+            return Vec::new();
+        };
+        vec![
+            PromptContext {
+                label: format!(
+                    "Your previous answer (attempt {}), which was rejected",
+                    rejection.attempt
+                ),
+                text: rejection.previous_output.clone(),
+            },
+            PromptContext {
+                label: "The reviewer's comment: address it in a new answer".into(),
+                text: rejection.comment.clone(),
+            },
+        ]
+    }
 }
 
 /// A field that failed validation, reported to clients as a 422.
@@ -254,6 +310,7 @@ impl NewTask {
             dispatched_at: None,
             started_at: None,
             finished_at: None,
+            rejection: None,
         })
     }
 }

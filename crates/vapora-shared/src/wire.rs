@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{AgentId, Priority, ProjectId, Role, TaskId, TaskResult};
+use crate::{AgentId, Priority, ProjectId, PromptContext, Role, TaskId, TaskResult};
 
 /// Version of this protocol, carried by attempts and heartbeats. A change
 /// an existing worker could not safely ignore bumps it; a new optional
@@ -106,6 +106,11 @@ pub struct TaskAttempt {
     pub title: String,
     pub description: String,
     pub dispatched_at: DateTime<Utc>,
+    /// What the prompt carries besides title and description, in order
+    /// (for now: a rejected answer and the reviewer's comment). Absent
+    /// when empty; workers that predate it ignore it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context: Vec<PromptContext>,
 }
 
 /// What a worker reports on [`task_events_subject`].

@@ -90,6 +90,10 @@ fn real_messages() -> Vec<Value> {
             title: "t".into(),
             description: "d".into(),
             dispatched_at: Utc::now(),
+            context: vec![vapora_shared::PromptContext {
+                label: "Reviewer's comment".into(),
+                text: "Shorter, please.".into(),
+            }],
         })
         .unwrap(),
     );

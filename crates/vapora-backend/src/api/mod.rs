@@ -44,6 +44,7 @@ pub fn router(state: AppState, metrics_require_key: bool) -> Router {
         .routes(routes!(tasks::cancel))
         .routes(routes!(tasks::retry))
         .routes(routes!(tasks::approve))
+        .routes(routes!(tasks::reject))
         .routes(routes!(tasks::history))
         .routes(routes!(tasks::dead_letters))
         .routes(routes!(agents::list))

@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 use utoipa::IntoParams;
-use vapora_shared::{NewTask, ProjectId, Role, Task, TaskId, TaskPatch, TaskStatus};
+use vapora_shared::{NewTask, ProjectId, RejectTask, Role, Task, TaskId, TaskPatch, TaskStatus};
 
 use crate::api::extract::{Json, Path, Query, parse_id};
 use crate::api::paging::{PageQuery, page_limit};
@@ -215,6 +215,29 @@ pub async fn approve(
 ) -> Result<Json<Task>, AppError> {
     let id = change_task(&state, &caller, &id).await?;
     Ok(Json(state.task_service.approve(id).await?))
+}
+
+/// Sends the result of a task in review back with a comment: the task is
+/// queued again as a new attempt whose prompt carries the comment and the
+/// rejected output (kept in the task's `rejection`).
+#[utoipa::path(post, path = "/tasks/{id}/reject", operation_id = "reject_task", tag = "tasks",
+    params(("id" = TaskId, Path)),
+    request_body = RejectTask,
+    responses(
+        (status = 200, description = "The task, queued again", body = Task),
+        (status = 403, description = "A viewer key", body = ErrorBody),
+        (status = 404, description = "No such task within the key's reach", body = ErrorBody),
+        (status = 409, description = "The task is not in review, or a concurrent change", body = ErrorBody),
+        (status = 422, description = "A blank or oversized comment", body = ErrorBody),
+    ))]
+pub async fn reject(
+    State(state): State<SharedState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<RejectTask>,
+) -> Result<Json<Task>, AppError> {
+    let id = change_task(&state, &caller, &id).await?;
+    Ok(Json(state.task_service.reject(id, body.comment).await?))
 }
 
 /// The task's status changes, oldest first, and the worker reports its

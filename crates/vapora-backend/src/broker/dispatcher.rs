@@ -121,6 +121,7 @@ fn attempt_of(task: &Task) -> TaskAttempt {
         title: task.title.clone(),
         description: task.description.clone(),
         dispatched_at: Utc::now(),
+        context: task.prompt_context(),
     }
 }
 

@@ -186,6 +186,13 @@ impl TaskService {
         self.apply_user_change(id, UserChange::Approve).await
     }
 
+    /// Sends the result of a task in review back with `comment`: it runs
+    /// again as a new attempt whose prompt carries the comment and the
+    /// rejected output.
+    pub async fn reject(&self, id: TaskId, comment: String) -> Result<Task, AppError> {
+        self.apply_user_change(id, UserChange::Reject { comment }).await
+    }
+
     async fn apply_user_change(&self, id: TaskId, change: UserChange) -> Result<Task, AppError> {
         let mut admission: Option<Admission> = None;
         let now = Utc::now();

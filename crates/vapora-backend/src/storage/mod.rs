@@ -82,6 +82,12 @@ DEFINE FIELD OVERWRITE updated_at ON task TYPE string;
 DEFINE FIELD OVERWRITE dispatched_at ON task TYPE option<string>;
 DEFINE FIELD OVERWRITE started_at ON task TYPE option<string>;
 DEFINE FIELD OVERWRITE finished_at ON task TYPE option<string>;
+-- The latest result a person sent back from review, and why.
+DEFINE FIELD OVERWRITE rejection ON task TYPE option<object>;
+DEFINE FIELD OVERWRITE rejection.attempt ON task TYPE int;
+DEFINE FIELD OVERWRITE rejection.comment ON task TYPE string;
+DEFINE FIELD OVERWRITE rejection.previous_output ON task TYPE string;
+DEFINE FIELD OVERWRITE rejection.at ON task TYPE string;
 -- Optimistic-concurrency revision: every write must name the revision it read.
 DEFINE FIELD OVERWRITE rev ON task TYPE int;
 -- The backend replica whose in-memory queue holds the task while it waits

@@ -33,7 +33,7 @@ async fn keyed_routes(app: &TestApp, project: &str, task: &str) -> Vec<(Method, 
             routes.push((method.to_uppercase().parse().unwrap(), path.clone(), body));
         }
     }
-    assert_eq!(routes.len(), 24, "every keyed route is documented: {routes:?}");
+    assert_eq!(routes.len(), 25, "every keyed route is documented: {routes:?}");
     routes
 }
 
@@ -167,6 +167,11 @@ fn project_routes(project: &Value, task: &Value) -> Vec<(Method, String, Option<
             Method::POST,
             format!("/api/v1/tasks/{t}/approve"),
             Some(json!({})),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/tasks/{t}/reject"),
+            Some(json!({"comment": "again"})),
         ),
         (Method::GET, format!("/api/v1/budgets?project_id={p}"), None),
         (

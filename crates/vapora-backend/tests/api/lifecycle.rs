@@ -104,6 +104,78 @@ async fn approval_tasks_wait_in_review_until_approved() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn a_rejected_result_runs_again_with_the_comment_and_the_output_in_its_prompt() {
+    let app = spawn_app().await;
+    let project = app.create_project("p").await;
+    let task = app
+        .create_task(
+            &project["id"],
+            json!({ "title": "Name the service", "requires_approval": true }),
+        )
+        .await;
+    app.wait_for_status(&task["id"], "review").await;
+    let id = task["id"].as_str().unwrap();
+
+    // Blank comments and tasks not in review are refused, nothing changes.
+    let (status, body) = app
+        .post(&format!("/api/v1/tasks/{id}/reject"), &json!({ "comment": " " }))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    app.llm.set_default(Script::text(&["Vapora"]));
+    let (status, rejected) = app
+        .post(
+            &format!("/api/v1/tasks/{id}/reject"),
+            &json!({ "comment": "One word, please." }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rejected}");
+    assert_eq!(
+        (rejected["status"].as_str(), rejected["attempt"].as_u64()),
+        (Some("queued"), Some(2))
+    );
+    assert_eq!(rejected["rejection"]["comment"], "One word, please.");
+    assert_eq!(rejected["rejection"]["previous_output"], "Hello, world");
+
+    let again = app.wait_for_status(&task["id"], "review").await;
+    assert_eq!(
+        (again["attempt"].as_u64(), again["result"]["output"].as_str()),
+        (Some(2), Some("Vapora"))
+    );
+    let requests = app.llm.requests();
+    let prompt = requests.last().unwrap()["messages"][1]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(prompt.contains("Task: Name the service"), "{prompt}");
+    assert!(
+        prompt.contains("Hello, world") && prompt.contains("One word, please."),
+        "{prompt}"
+    );
+    assert!(
+        !requests[0]["messages"][1]["content"]
+            .as_str()
+            .unwrap()
+            .contains("One word"),
+        "the first attempt had no comment to see"
+    );
+
+    let (status, done) = app.post(&format!("/api/v1/tasks/{id}/approve"), &json!({})).await;
+    assert_eq!(
+        (status, done["status"].as_str()),
+        (StatusCode::OK, Some("done")),
+        "{done}"
+    );
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/tasks/{id}/reject"),
+            &json!({ "comment": "too late" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    app.stop().await;
+}
+
 /// Puts one task in each status and returns them by status name.
 async fn one_task_per_status(app: &crate::support::TestApp, project: &Value) -> Vec<(&'static str, Value)> {
     let done = app.create_task(project, json!({ "title": "done" })).await;

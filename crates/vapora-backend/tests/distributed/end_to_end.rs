@@ -86,3 +86,52 @@ async fn attempts_waiting_for_a_slot_are_not_run_twice_when_calls_outlast_the_ac
     api.assert_finished_exactly_once(&ids).await;
     assert_eq!(cluster.llm.request_count(), 12, "one model call per task");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_result_reaches_an_agent_server_with_the_comment_in_its_prompt() {
+    let mut cluster = Cluster::start(Script::text(&["first ", "draft"])).await;
+    cluster.start_backend().await;
+    cluster.start_agent("agent-a", "developer", 2).await;
+    cluster.wait_for_agents(0, &["agent-a"]).await;
+    let api = cluster.api(0);
+    let project = api.create_project().await;
+    let (status, task) = api
+        .post(
+            "/api/v1/tasks",
+            serde_json::json!({"project_id": project, "role": "developer", "title": "Draft it", "requires_approval": true}),
+        )
+        .await;
+    assert_eq!(status, 201, "{task}");
+    let id = task["id"].as_str().unwrap().to_owned();
+    let wait_for_review = |attempt: u64| {
+        let id = id.clone();
+        async move {
+            for _ in 0..300 {
+                let task = api.task(&id).await;
+                if task["status"] == "review" && task["attempt"] == attempt {
+                    return task;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("task {id} never reached review as attempt {attempt}");
+        }
+    };
+    wait_for_review(1).await;
+
+    let (status, rejected) = api
+        .post(
+            &format!("/api/v1/tasks/{id}/reject"),
+            serde_json::json!({"comment": "Make it final."}),
+        )
+        .await;
+    assert_eq!(status, 200, "{rejected}");
+    let again = wait_for_review(2).await;
+    assert_eq!(again["rejection"]["previous_output"], "first draft");
+    let requests = cluster.llm.requests();
+    assert_eq!(requests.len(), 2, "one model call per attempt");
+    let prompt = requests[1]["messages"][1]["content"].as_str().unwrap();
+    assert!(
+        prompt.contains("Make it final.") && prompt.contains("first draft"),
+        "the agent server's second prompt carries the comment and the rejected answer: {prompt}"
+    );
+}

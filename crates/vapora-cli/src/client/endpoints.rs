@@ -95,6 +95,13 @@ impl ApiClient {
         self.call(Method::POST, url, None).await
     }
 
+    /// `POST /api/v1/tasks/{id}/reject` with `comment`.
+    pub async fn reject_task(&self, id: TaskId, comment: &str) -> Result<Reply<Task>, ApiError> {
+        let url = self.url(&["tasks", &id.to_string(), "reject"], &[]);
+        let body = serde_json::json!({ "comment": comment });
+        self.call(Method::POST, url, Some(&body)).await
+    }
+
     pub async fn list_agents(
         &self,
         limit: Option<u16>,

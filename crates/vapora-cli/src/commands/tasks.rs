@@ -1,4 +1,4 @@
-//! `vapora task …`: create, list, show, cancel, retry, approve and watch.
+//! `vapora task …`: create, list, show, cancel, retry, approve, reject and watch.
 
 use comfy_table::Table;
 use vapora_shared::{NewTask, Priority, Task, TaskId};
@@ -22,6 +22,7 @@ pub async fn run(ctx: &Ctx, command: TaskCommand) -> anyhow::Result<Exit> {
         }
         TaskCommand::Cancel { id } => action(ctx, id, "cancel").await,
         TaskCommand::Approve { id } => action(ctx, id, "approve").await,
+        TaskCommand::Reject { id, comment, watch } => reject(ctx, id, &comment, watch).await,
         TaskCommand::Retry { id, watch: false } => action(ctx, id, "retry").await,
         TaskCommand::Retry { id, watch: true } => retry_and_watch(client, id, ctx.json).await,
         TaskCommand::Watch { id } => watch::watch(client, id, ctx.json).await,
@@ -69,6 +70,23 @@ async fn list(ctx: &Ctx, args: ListTasks) -> anyhow::Result<Exit> {
 async fn action(ctx: &Ctx, id: TaskId, action: &str) -> anyhow::Result<Exit> {
     let reply = ctx.client.task_action(id, action).await?;
     ctx.print(&reply, |t| print_table(table_of(std::slice::from_ref(t))))
+}
+
+/// Sends the task back from review; with `watch`, follows the new attempt.
+async fn reject(ctx: &Ctx, id: TaskId, comment: &str, watch: bool) -> anyhow::Result<Exit> {
+    let client = &ctx.client;
+    if !watch {
+        let reply = client.reject_task(id, comment).await?;
+        return ctx.print(&reply, |t| print_table(table_of(std::slice::from_ref(t))));
+    }
+    let project = client.get_task(id).await?.body.project_id;
+    let feed = EventFeed::open(client, Some(project), None).await?;
+    let rejected = client.reject_task(id, comment).await?;
+    output::note(format!(
+        "task {id} sent back; it runs again as attempt {}",
+        rejected.body.attempt
+    ));
+    watch::follow(client, feed, rejected, ctx.json).await
 }
 
 async fn retry_and_watch(client: &ApiClient, id: TaskId, json: bool) -> anyhow::Result<Exit> {

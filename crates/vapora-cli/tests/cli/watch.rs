@@ -136,3 +136,47 @@ async fn review_ends_the_watch_and_approve_finishes_the_task() {
     assert_eq!(again.code, Some(1), "{again:#?}");
     assert!(again.stderr.contains("409"), "{again:#?}");
 }
+
+#[tokio::test]
+async fn reject_sends_a_reviewed_task_back_and_watch_follows_the_new_attempt() {
+    let app = spawn_backend().await;
+    let project = app.project("p").await;
+    let task = app
+        .vapora(&[
+            "--json",
+            "task",
+            "create",
+            "--project",
+            &project,
+            "--title",
+            "t",
+            "--requires-approval",
+            "--watch",
+        ])
+        .await
+        .json();
+    let id = task["id"].as_str().unwrap();
+    app.llm
+        .set_default(vapora_llm_router::testing::Script::text(&["Better", " now"]));
+
+    let run = app
+        .vapora(&["task", "reject", id, "--comment", "Say it better.", "--watch"])
+        .await;
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    assert!(
+        run.stdout.contains("Better now"),
+        "the new attempt's output: {run:#?}"
+    );
+    assert!(run.stderr.contains("attempt 2"), "{run:#?}");
+    let prompt = app.llm.requests().last().unwrap()["messages"][1]["content"].clone();
+    assert!(
+        prompt.as_str().unwrap().contains("Say it better.")
+            && prompt.as_str().unwrap().contains("Hello, world"),
+        "the new attempt sees the comment and the rejected answer: {prompt}"
+    );
+
+    // A blank comment is the server's 422, shown as its message.
+    let blank = app.vapora(&["task", "reject", id, "--comment", " "]).await;
+    assert_eq!(blank.code, Some(1), "{blank:#?}");
+    assert!(blank.stderr.contains("comment"), "{blank:#?}");
+}
