@@ -10,12 +10,13 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 use vapora_llm_router::LlmClient;
 use vapora_shared::wire::{TaskAttempt, TaskReport};
-use vapora_shared::{AgentId, ProjectId, Task, TaskId, TaskResult};
+use vapora_shared::{AgentId, ProjectId, TIMED_OUT, Task, TaskId, TaskResult};
 
 use crate::RoleCatalog;
 use crate::executor::{Assignment, ExecutionError, execute};
@@ -130,6 +131,8 @@ pub struct AttemptSpec<'a> {
     pub project_id: ProjectId,
     pub attempt: u32,
     pub assignment: Assignment<'a>,
+    /// How long the model call may run once `started` is recorded.
+    pub timeout: Option<Duration>,
 }
 
 impl<'a> From<&'a TaskAttempt> for AttemptSpec<'a> {
@@ -139,6 +142,7 @@ impl<'a> From<&'a TaskAttempt> for AttemptSpec<'a> {
             project_id: attempt.project_id,
             attempt: attempt.attempt,
             assignment: attempt.into(),
+            timeout: attempt.timeout_secs.map(|s| Duration::from_secs(s.into())),
         }
     }
 }
@@ -150,6 +154,7 @@ impl<'a> From<&'a Task> for AttemptSpec<'a> {
             project_id: task.project_id,
             attempt: task.attempt,
             assignment: task.into(),
+            timeout: task.timeout_secs.map(|s| Duration::from_secs(s.into())),
         }
     }
 }
@@ -204,34 +209,53 @@ pub async fn run_attempt(
     // A panic anywhere in the call (a provider's odd answer hitting a bug)
     // fails this attempt; the worker and its slot carry on.
     let call = AssertUnwindSafe(execute(agent.llm, agent.roles, spec.assignment, on_chunk)).catch_unwind();
+    // Past its timeout the call is dropped, which aborts the model request.
+    let deadline = async {
+        match spec.timeout {
+            Some(timeout) => tokio::time::sleep(timeout).await,
+            None => std::future::pending().await,
+        }
+    };
     let outcome = tokio::select! {
         biased;
         () = abort.cancelled() => return AttemptOutcome::Interrupted,
         () = cancel.cancelled() => return AttemptOutcome::Cancelled,
-        outcome = call => outcome,
+        outcome = call => Some(outcome),
+        () = deadline => None,
     };
     let report = match outcome {
-        Ok(Ok(result)) => TaskReport::Succeeded {
+        None => TaskReport::Failed {
             task_id,
             attempt,
             agent_id,
-            result: limit_output(result, agent.limits.max_output_bytes),
+            error: format!(
+                "{TIMED_OUT}: the attempt ran longer than its {} s timeout; the model call was aborted",
+                spec.timeout.unwrap_or_default().as_secs()
+            ),
         },
-        Ok(Err(e)) => TaskReport::Failed {
-            task_id,
-            attempt,
-            agent_id,
-            error: clip(e.to_string(), MAX_ERROR_BYTES),
-        },
-        Err(panic) => {
-            tracing::error!(task = %task_id, attempt, panic = panic_message(&panic), "the model call panicked; failing the attempt");
-            TaskReport::Failed {
+        Some(outcome) => match outcome {
+            Ok(Ok(result)) => TaskReport::Succeeded {
                 task_id,
                 attempt,
                 agent_id,
-                error: ExecutionError::Panicked.to_string(),
+                result: limit_output(result, agent.limits.max_output_bytes),
+            },
+            Ok(Err(e)) => TaskReport::Failed {
+                task_id,
+                attempt,
+                agent_id,
+                error: clip(e.to_string(), MAX_ERROR_BYTES),
+            },
+            Err(panic) => {
+                tracing::error!(task = %task_id, attempt, panic = panic_message(&panic), "the model call panicked; failing the attempt");
+                TaskReport::Failed {
+                    task_id,
+                    attempt,
+                    agent_id,
+                    error: ExecutionError::Panicked.to_string(),
+                }
             }
-        }
+        },
     };
     let succeeded = matches!(report, TaskReport::Succeeded { .. });
     match sink.finished(report).await {

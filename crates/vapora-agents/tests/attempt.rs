@@ -120,6 +120,7 @@ async fn run(
             description: "",
             context: Default::default(),
         },
+        timeout: None,
     };
     run_attempt(agent, spec, sink, cancel, &CancellationToken::new()).await
 }

@@ -47,6 +47,7 @@ async fn the_server_process_completes_an_attempt_and_exits_cleanly_on_sigterm() 
         description: String::new(),
         dispatched_at: chrono::Utc::now(),
         context: Vec::new(),
+        timeout_secs: None,
     };
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(MSG_ID_HEADER, attempt_msg_id(attempt.task_id, 1).as_str());

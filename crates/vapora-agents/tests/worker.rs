@@ -165,6 +165,7 @@ fn attempt(title: &str) -> TaskAttempt {
         description: String::new(),
         dispatched_at: chrono::Utc::now(),
         context: Vec::new(),
+        timeout_secs: None,
     }
 }
 

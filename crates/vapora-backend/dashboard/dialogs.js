@@ -39,6 +39,8 @@ export function wireDialogs() {
       requires_approval: $('nt-approval').checked,
       dispatch: form.querySelector('input[name=dispatch]:checked').value === 'true',
     };
+    const timeout = $('nt-timeout').value.trim();
+    if (timeout) body.timeout_secs = Number(timeout);
     const submit = form.querySelector('[type=submit]');
     submit.disabled = true;
     try {

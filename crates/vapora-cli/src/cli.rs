@@ -190,6 +190,10 @@ pub struct CreateTask {
     /// Stop in review, waiting for `vapora task approve`, instead of done.
     #[arg(long)]
     pub requires_approval: bool,
+    /// Seconds one attempt may run before it is cancelled and the task
+    /// fails as timed out (1 to 86400).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u32>,
     /// Leave the task in todo instead of queueing it.
     #[arg(long)]
     pub todo: bool,

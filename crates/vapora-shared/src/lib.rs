@@ -24,6 +24,6 @@ pub use ids::{AgentId, ProjectId, TaskId};
 pub use project::{NewProject, Project, ProjectPatch};
 pub use role::{DEFAULT_ROLES, Role, RoleError};
 pub use task::{
-    NewTask, Priority, PromptContext, RejectTask, Rejection, Task, TaskPatch, TaskResult, TaskStatus,
-    TransitionError, ValidationError,
+    NewTask, Priority, PromptContext, RejectTask, Rejection, TIMED_OUT, Task, TaskPatch, TaskResult,
+    TaskStatus, TransitionError, ValidationError,
 };

@@ -19,6 +19,10 @@ use crate::{AgentId, ProjectId, Role, TaskId};
 pub const MAX_TITLE_LEN: usize = 500;
 pub const MAX_DESCRIPTION_LEN: usize = 64 * 1024;
 pub const MAX_COMMENT_LEN: usize = 16 * 1024;
+/// Longest execution timeout a task may ask for: a day.
+pub const MAX_TIMEOUT_SECS: u32 = 86_400;
+/// How the error of an attempt that outlived its timeout starts.
+pub const TIMED_OUT: &str = "timed_out";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -170,6 +174,10 @@ pub struct Task {
     /// attempts after it are asked to address the comment.
     #[serde(default)]
     pub rejection: Option<Rejection>,
+    /// How long one attempt may run, from its start, before it is cancelled
+    /// and the task fails with an error starting `timed_out`.
+    #[serde(default)]
+    pub timeout_secs: Option<u32>,
 }
 
 /// A result in review that a person rejected, and their comment.
@@ -280,6 +288,11 @@ pub struct NewTask {
     #[serde(default = "default_true")]
     #[schema(default = true)]
     pub dispatch: bool,
+    /// Seconds one attempt may run before it is cancelled and the task
+    /// fails with `timed_out` (1 to 86,400); none by default.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 86400)]
+    pub timeout_secs: Option<u32>,
 }
 
 fn default_true() -> bool {
@@ -292,6 +305,14 @@ impl NewTask {
     pub fn into_task(self, now: DateTime<Utc>) -> Result<Task, ValidationError> {
         validate_text("title", &self.title, MAX_TITLE_LEN, false)?;
         validate_text("description", &self.description, MAX_DESCRIPTION_LEN, true)?;
+        if let Some(secs) = self.timeout_secs
+            && !(1..=MAX_TIMEOUT_SECS).contains(&secs)
+        {
+            return Err(ValidationError {
+                field: "timeout_secs",
+                reason: format!("must be between 1 and {MAX_TIMEOUT_SECS} seconds, got {secs}"),
+            });
+        }
         Ok(Task {
             id: TaskId::new(),
             project_id: self.project_id,
@@ -311,6 +332,7 @@ impl NewTask {
             started_at: None,
             finished_at: None,
             rejection: None,
+            timeout_secs: self.timeout_secs,
         })
     }
 }

@@ -28,6 +28,7 @@ pub fn new_task(project: ProjectId) -> NewTask {
         priority: Priority::Medium,
         requires_approval: false,
         dispatch: true,
+        timeout_secs: None,
     }
 }
 

@@ -111,6 +111,11 @@ pub struct TaskAttempt {
     /// when empty; workers that predate it ignore it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub context: Vec<PromptContext>,
+    /// Seconds the attempt may run from its start; past it the worker
+    /// aborts the model call and reports `failed` with an error starting
+    /// `timed_out`. Absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u32>,
 }
 
 /// What a worker reports on [`task_events_subject`].

@@ -94,6 +94,7 @@ fn real_messages() -> Vec<Value> {
                 label: "Reviewer's comment".into(),
                 text: "Shorter, please.".into(),
             }],
+            timeout_secs: Some(30),
         })
         .unwrap(),
     );

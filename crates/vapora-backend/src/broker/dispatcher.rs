@@ -122,6 +122,7 @@ fn attempt_of(task: &Task) -> TaskAttempt {
         description: task.description.clone(),
         dispatched_at: Utc::now(),
         context: task.prompt_context(),
+        timeout_secs: task.timeout_secs,
     }
 }
 

@@ -88,6 +88,7 @@ DEFINE FIELD OVERWRITE rejection.attempt ON task TYPE int;
 DEFINE FIELD OVERWRITE rejection.comment ON task TYPE string;
 DEFINE FIELD OVERWRITE rejection.previous_output ON task TYPE string;
 DEFINE FIELD OVERWRITE rejection.at ON task TYPE string;
+DEFINE FIELD OVERWRITE timeout_secs ON task TYPE option<int>;
 -- Optimistic-concurrency revision: every write must name the revision it read.
 DEFINE FIELD OVERWRITE rev ON task TYPE int;
 -- The backend replica whose in-memory queue holds the task while it waits

@@ -1,5 +1,7 @@
 //! The task lifecycle over the REST API.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use vapora_llm_router::testing::Script;
@@ -173,6 +175,50 @@ async fn a_rejected_result_runs_again_with_the_comment_and_the_output_in_its_pro
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_attempt_past_its_timeout_fails_as_timed_out_and_its_model_call_is_aborted() {
+    let app = spawn_app().await;
+    let project = app.create_project("p").await;
+    for bad in [0, 86_401] {
+        let (status, body) = app
+            .try_create_task(&project["id"], json!({ "timeout_secs": bad }))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("timeout_secs"),
+            "{body}"
+        );
+    }
+    // Ten chunks over five seconds, against a one-second timeout.
+    app.llm.set_default(Script {
+        chunks: (0..10).map(|i| format!("part{i} ")).collect(),
+        chunk_delay: Duration::from_millis(500),
+        ..Script::default()
+    });
+    let started = std::time::Instant::now();
+    let task = app
+        .create_task(&project["id"], json!({ "timeout_secs": 1 }))
+        .await;
+    assert_eq!(task["timeout_secs"], 1);
+    let failed = app.wait_for_status(&task["id"], "failed").await;
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.starts_with("timed_out:"), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "failed only after {:?}",
+        started.elapsed()
+    );
+    eventually(5, "the model call to be aborted", || async {
+        app.llm.dropped_streams() == 1
+    })
+    .await;
+    assert_eq!(app.llm.completed_streams(), 0);
     app.stop().await;
 }
 

@@ -151,6 +151,7 @@ async fn a_duplicate_publish_of_an_attempt_runs_it_once() {
         description: String::new(),
         dispatched_at: chrono::Utc::now(),
         context: Vec::new(),
+        timeout_secs: None,
     };
     let client = async_nats::connect(cluster.nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());

@@ -135,3 +135,35 @@ async fn a_rejected_result_reaches_an_agent_server_with_the_comment_in_its_promp
         "the agent server's second prompt carries the comment and the rejected answer: {prompt}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_server_fails_an_attempt_past_its_timeout_and_aborts_the_call() {
+    // Ten chunks over five seconds, against a one-second timeout.
+    let mut cluster = Cluster::start(crate::cluster::taking(5_000)).await;
+    cluster.start_backend().await;
+    cluster.start_agent("agent-a", "developer", 2).await;
+    cluster.wait_for_agents(0, &["agent-a"]).await;
+    let api = cluster.api(0);
+    let project = api.create_project().await;
+    let (status, task) = api
+        .post(
+            "/api/v1/tasks",
+            serde_json::json!({"project_id": project, "role": "developer", "title": "Stuck", "timeout_secs": 1}),
+        )
+        .await;
+    assert_eq!(status, 201, "{task}");
+    let id = task["id"].as_str().unwrap().to_owned();
+    eventually(10, "the attempt to fail as timed out", || async {
+        let task = api.task(&id).await;
+        task["status"] == "failed"
+            && task["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("timed_out:"))
+    })
+    .await;
+    eventually(5, "the agent server to abort the model call", || async {
+        cluster.llm.dropped_streams() == 1
+    })
+    .await;
+    assert_eq!(cluster.llm.completed_streams(), 0);
+}

@@ -38,6 +38,7 @@ async fn create(ctx: &Ctx, args: CreateTask) -> anyhow::Result<Exit> {
         priority: args.priority.into(),
         requires_approval: args.requires_approval,
         dispatch: !args.todo,
+        timeout_secs: args.timeout,
     };
     if !args.watch {
         let reply = ctx.client.create_task(&new).await?;

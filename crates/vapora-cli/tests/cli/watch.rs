@@ -180,3 +180,33 @@ async fn reject_sends_a_reviewed_task_back_and_watch_follows_the_new_attempt() {
     assert_eq!(blank.code, Some(1), "{blank:#?}");
     assert!(blank.stderr.contains("comment"), "{blank:#?}");
 }
+
+#[tokio::test]
+async fn a_task_past_its_timeout_exits_3_as_timed_out() {
+    let app = spawn_backend().await;
+    app.llm.set_default(Script {
+        chunks: (0..10).map(|i| format!("part{i} ")).collect(),
+        chunk_delay: std::time::Duration::from_millis(500),
+        ..Script::default()
+    });
+    let project = app.project("p").await;
+    let run = app
+        .vapora(&[
+            "task",
+            "create",
+            "--project",
+            &project,
+            "--title",
+            "t",
+            "--timeout",
+            "1",
+            "--watch",
+        ])
+        .await;
+    assert_eq!(run.code, Some(3), "{run:#?}");
+    assert!(run.stderr.contains("timed_out"), "{run:#?}");
+    assert!(
+        run.stdout.contains("part0"),
+        "the output streamed before the timeout: {run:#?}"
+    );
+}
