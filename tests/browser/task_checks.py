@@ -1,7 +1,7 @@
 """Checks of what a user does to tasks: the task panel (2b), dragging a
 card to run it (4, 8d) and an illegal drag (5, 8c), the New task form and a
 move with the keyboard alone (4b), the Cancel (6, 8e), Approve (6b), Reject
-(6d) and Retry (6c) buttons.
+(6d) and Retry (6c) buttons, a dependent waiting for its dependency (6e).
 """
 import secrets
 
@@ -53,6 +53,23 @@ def drag_to_queue(page, backend, project_id, number, label):
     check(backend.ok("GET", f"/api/v1/tasks/{task['id']}")["status"] == "done", "the server does not have it done")
     ok(number, f"[{label}] dragged a todo card to queued; it ran: {' → '.join(statuses)}")
     return task
+
+
+def dependent_waits(page, backend, project_id, number):
+    first = backend.task(project_id, "Upstream task", words(4), dispatch=False)
+    second = backend.task(project_id, "Downstream task", words(4), depends_on=[first["id"]])
+    page.wait_card(second["id"], "waiting")
+    tag = page.js("(id) => { const t = document.querySelector(`[data-task-id='${id}'] [data-testid=card-waiting-on]`);"
+                  " return t ? t.textContent : null; }", second["id"])
+    check(tag == "waits on 1", f"the waiting card's tag: {tag!r}")
+    page.drag(first["id"], "queued")
+    page.wait_card(second["id"], "done", timeout=60)
+    stored = backend.ok("GET", f"/api/v1/tasks/{second['id']}")
+    check(stored["upstream"][0]["task_id"] == first["id"], f"the dependent's upstream: {stored['upstream']}")
+    statuses = dedupe(s.split("@")[0] for s in page.seen(second["id"]))
+    check(statuses[0] == "waiting", f"the dependent's statuses: {statuses}")
+    ok(number, f"a task depending on a todo card waited in its column until that card was dragged and done: "
+               f"{' → '.join(statuses)}")
 
 
 def illegal_drag(page, backend, task, to, number, label, provoked):

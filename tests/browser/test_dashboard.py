@@ -25,6 +25,9 @@ the dashboard the backend serves at `/`, and checks, each one asserted:
     (6c) a failed card shows its error and Retry runs it again (attempt 2);
     (6d) the task panel's Reject, with a comment, sends a result in review
     back: it runs again as attempt 2 and the panel shows the comment;
+    (6e) a task created depending on a `todo` task sits in the Waiting
+    column, tagged with what it waits on, and runs once that task is
+    dragged to queued and done;
  7. the agents panel lists the in-process agents (and the cost panel the
     spend per role and the configured budget);
  8. at a 390 px wide viewport: no horizontal overflow, a card appears and
@@ -66,8 +69,8 @@ from dashboard_page import Page, open_pages
 from harness import CHROMIUM, CHROMIUM_ARGS, ROOT, Backend, Failure, check, ok, passed
 from live_checks import live_run, reconnect_resumes, resync_reloads, streamed_output
 from page_checks import agents_and_cost, big_board, console_clean, narrow_layout
-from task_checks import (approve, cancel_running, drag_to_queue, illegal_drag, keyboard_move, reject_with_comment,
-                         retry_failed, task_panel)
+from task_checks import (approve, cancel_running, dependent_waits, drag_to_queue, illegal_drag, keyboard_move,
+                         reject_with_comment, retry_failed, task_panel)
 
 
 def main():
@@ -129,6 +132,7 @@ def run_checks(browser, backend, console, provoked):
     cancel_running(wide, backend, project["id"], 6, "1280px")
     approve(wide, backend, project["id"], "6b", "1280px")
     reject_with_comment(wide, backend, project["id"], "6d")
+    dependent_waits(wide, backend, project["id"], "6e")
     retry_failed(wide, backend, project["id"], "6c")
     agents_and_cost(wide, backend, 7)
     wide.page.evaluate("() => window.scrollTo(0, 0)")

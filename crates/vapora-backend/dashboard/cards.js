@@ -76,6 +76,13 @@ function fillCard(card, task) {
   if (task.priority !== 'medium') meta.appendChild(el('span', 'tag tag-' + task.priority, task.priority));
   if (task.requires_approval) meta.appendChild(el('span', 'tag tag-approval', 'approval'));
   if (task.attempt > 1) meta.appendChild(el('span', 'tag', 'attempt ' + task.attempt));
+  const waitingOn = task.waiting_on || [];
+  if (waitingOn.length) {
+    const tag = el('span', 'tag tag-waiting', 'waits on ' + waitingOn.length);
+    tag.dataset.testid = 'card-waiting-on';
+    tag.title = 'Waits for tasks ' + waitingOn.join(', ');
+    meta.appendChild(tag);
+  }
   if (task.assigned_agent && (task.status === 'running' || task.status === 'queued')) {
     meta.appendChild(el('span', 'tag tag-agent', task.assigned_agent));
   }

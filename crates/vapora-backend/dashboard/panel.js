@@ -27,7 +27,9 @@ export function renderPanel() {
   const previous = select.value;
   clear(select);
   for (const status of STATUSES) {
-    if (status === task.status) continue;
+    // `waiting` is the server's to set: a task moved to queued waits by
+    // itself while its dependencies are unfinished.
+    if (status === task.status || status === 'waiting') continue;
     const option = el('option', null, LABELS[status]);
     option.value = status;
     select.appendChild(option);
@@ -52,6 +54,14 @@ export function renderPanel() {
   fact(facts, 'Created', fmtTime(task.created_at));
   fact(facts, 'Started', fmtTime(task.started_at));
   fact(facts, 'Finished', fmtTime(task.finished_at));
+  if ((task.depends_on || []).length) {
+    const titles = task.depends_on.map((id) => {
+      const dep = state.tasks.get(id);
+      const waiting = (task.waiting_on || []).includes(id) ? ' (waiting)' : '';
+      return (dep ? dep.title : id) + waiting;
+    });
+    fact(facts, 'Depends on', titles.join(', '), 'task-depends-on');
+  }
   if (task.rejection) {
     fact(facts, 'Last rejected', 'attempt ' + task.rejection.attempt + ': ' + task.rejection.comment);
   }

@@ -3,9 +3,9 @@
 // work in order. Also the constants more than one module needs, and
 // whether the signed-in key may change things. Imports nothing.
 
-export const STATUSES = ['todo', 'queued', 'running', 'review', 'done', 'failed', 'cancelled'];
+export const STATUSES = ['todo', 'waiting', 'queued', 'running', 'review', 'done', 'failed', 'cancelled'];
 export const LABELS = {
-  todo: 'To do', queued: 'Queued', running: 'Running', review: 'Review',
+  todo: 'To do', waiting: 'Waiting', queued: 'Queued', running: 'Running', review: 'Review',
   done: 'Done', failed: 'Failed', cancelled: 'Cancelled',
 };
 // The roles of a fresh deployment (vapora-shared DEFAULT_ROLES); the

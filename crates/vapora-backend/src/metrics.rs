@@ -15,7 +15,7 @@ use vapora_shared::{AgentStatus, Task, TaskStatus};
 struct Counters {
     tasks_created: AtomicU64,
     /// Indexed like `TaskStatus::ALL`.
-    transitions: [AtomicU64; 7],
+    transitions: [AtomicU64; TaskStatus::ALL.len()],
     tokens_in: AtomicU64,
     tokens_out: AtomicU64,
     /// Cost in micro-dollars, so it fits an integer atomic.

@@ -134,6 +134,9 @@ impl Application {
             metrics: state.metrics.clone(),
         };
         let workers = TaskTracker::new();
+        // Waiting tasks whose dependencies finished while no backend ran
+        // (or whose release was lost) move on now, then every few seconds.
+        workers.spawn(state.task_service.clone().sweep_waiting(state.shutdown.clone()));
         let work = match broker {
             Some(client) => {
                 let ctx = BrokerContext {

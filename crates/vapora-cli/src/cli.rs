@@ -50,6 +50,22 @@ pub struct GlobalArgs {
     pub config: Option<PathBuf>,
 }
 
+/// `--on-upstream-failure`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum UpstreamArg {
+    Fail,
+    Wait,
+}
+
+impl From<UpstreamArg> for vapora_shared::UpstreamPolicy {
+    fn from(arg: UpstreamArg) -> Self {
+        match arg {
+            UpstreamArg::Fail => Self::Fail,
+            UpstreamArg::Wait => Self::Wait,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create, list, show and delete projects.
@@ -194,6 +210,14 @@ pub struct CreateTask {
     /// fails as timed out (1 to 86400).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u32>,
+    /// A task of the same project that must be done first (repeat for
+    /// more): the task waits, and its agent gets their results.
+    #[arg(long = "depends-on", value_name = "TASK_ID")]
+    pub depends_on: Vec<TaskId>,
+    /// If a dependency fails or is cancelled: fail too, or wait for it to
+    /// be retried.
+    #[arg(long, value_enum, default_value = "fail")]
+    pub on_upstream_failure: UpstreamArg,
     /// Leave the task in todo instead of queueing it.
     #[arg(long)]
     pub todo: bool,

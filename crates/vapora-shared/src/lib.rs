@@ -25,5 +25,5 @@ pub use project::{NewProject, Project, ProjectPatch};
 pub use role::{DEFAULT_ROLES, Role, RoleError};
 pub use task::{
     NewTask, Priority, PromptContext, RejectTask, Rejection, TIMED_OUT, Task, TaskPatch, TaskResult,
-    TaskStatus, TransitionError, ValidationError,
+    TaskStatus, TransitionError, UPSTREAM_FAILED, UpstreamPolicy, UpstreamResult, ValidationError,
 };

@@ -123,6 +123,12 @@ impl Task {
             TaskStatus::Done | TaskStatus::Failed | TaskStatus::Cancelled | TaskStatus::Review => {
                 self.finished_at = Some(now);
             }
+            TaskStatus::Waiting => {
+                // Back from `failed` (a retry): the old outcome goes.
+                self.result = None;
+                self.error = None;
+                self.finished_at = None;
+            }
             TaskStatus::Todo | TaskStatus::Running => {}
         }
         self.status = to;

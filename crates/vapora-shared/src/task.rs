@@ -23,11 +23,15 @@ pub const MAX_COMMENT_LEN: usize = 16 * 1024;
 pub const MAX_TIMEOUT_SECS: u32 = 86_400;
 /// How the error of an attempt that outlived its timeout starts.
 pub const TIMED_OUT: &str = "timed_out";
+/// How the error of a task failed by a dependency starts.
+pub const UPSTREAM_FAILED: &str = "upstream_failed";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     Todo,
+    /// Queued as soon as the tasks it depends on are done.
+    Waiting,
     Queued,
     Running,
     Review,
@@ -37,7 +41,9 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
-    pub const ALL: [TaskStatus; 7] = [
+    /// In board order. `waiting` came later than the others and is last,
+    /// so that clients that index the board's columns keep working.
+    pub const ALL: [TaskStatus; 8] = [
         Self::Todo,
         Self::Queued,
         Self::Running,
@@ -45,11 +51,13 @@ impl TaskStatus {
         Self::Done,
         Self::Failed,
         Self::Cancelled,
+        Self::Waiting,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Todo => "todo",
+            Self::Waiting => "waiting",
             Self::Queued => "queued",
             Self::Running => "running",
             Self::Review => "review",
@@ -74,15 +82,19 @@ impl TaskStatus {
         use TaskStatus::*;
         matches!(
             (self, next),
-            (Todo, Queued | Cancelled)
+            (Todo, Queued | Waiting | Cancelled)
+                // Waiting → Queued once its dependencies are done; → Failed
+                // when one of them failed and the task follows it.
+                | (Waiting, Queued | Failed | Todo | Cancelled)
                 | (Queued, Todo | Running | Failed | Cancelled)
                 // Running → Queued: the worker was lost (restart, crash) and
                 // the task is dispatched again under a new attempt.
                 | (Running, Queued | Review | Done | Failed | Cancelled)
                 // Review → Queued: a reviewer asked for another run.
                 | (Review, Queued | Done | Cancelled)
-                // Failed → Queued: retry.
-                | (Failed, Queued)
+                // Failed → Queued: retry (→ Waiting while a dependency
+                // is still unfinished).
+                | (Failed, Queued | Waiting)
         )
     }
 
@@ -96,7 +108,7 @@ impl TaskStatus {
                 Todo | Cancelled => true,
                 Queued => matches!(self, Todo | Review | Failed),
                 Done => self == Review,
-                Running | Review | Failed => false,
+                Waiting | Running | Review | Failed => false,
             }
     }
 }
@@ -178,6 +190,38 @@ pub struct Task {
     /// and the task fails with an error starting `timed_out`.
     #[serde(default)]
     pub timeout_secs: Option<u32>,
+    /// Tasks of the same project that must be done before this one runs.
+    #[serde(default)]
+    pub depends_on: Vec<TaskId>,
+    /// Those of `depends_on` not done yet, as last evaluated.
+    #[serde(default)]
+    pub waiting_on: Vec<TaskId>,
+    /// What this task does when a dependency fails or is cancelled.
+    #[serde(default)]
+    pub on_upstream_failure: UpstreamPolicy,
+    /// The dependencies' results, given to the agent with the task.
+    #[serde(default)]
+    pub upstream: Vec<UpstreamResult>,
+}
+
+/// What a task does when one of its dependencies fails or is cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamPolicy {
+    /// Fail too, with an error starting `upstream_failed`.
+    #[default]
+    Fail,
+    /// Keep waiting: a retried dependency that gets done releases it.
+    Wait,
+}
+
+/// A finished dependency's result, as its dependent's agent sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UpstreamResult {
+    pub task_id: TaskId,
+    pub title: String,
+    pub role: Role,
+    pub output: String,
 }
 
 /// A result in review that a person rejected, and their comment.
@@ -212,10 +256,21 @@ impl Task {
     /// What the next attempt's prompt carries besides title and
     /// description.
     pub fn prompt_context(&self) -> Vec<PromptContext> {
+        let mut context: Vec<PromptContext> = self
+            .upstream
+            .iter()
+            .map(|done| PromptContext {
+                label: format!(
+                    "Result of the {} task \"{}\", which this task builds on",
+                    done.role, done.title
+                ),
+                text: done.output.clone(),
+            })
+            .collect();
         let Some(rejection) = &self.rejection else {
-            return Vec::new();
+            return context;
         };
-        vec![
+        context.extend([
             PromptContext {
                 label: format!(
                     "Your previous answer (attempt {}), which was rejected",
@@ -227,7 +282,8 @@ impl Task {
                 label: "The reviewer's comment: address it in a new answer".into(),
                 text: rejection.comment.clone(),
             },
-        ]
+        ]);
+        context
     }
 }
 
@@ -293,7 +349,19 @@ pub struct NewTask {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 86400)]
     pub timeout_secs: Option<u32>,
+    /// Tasks of the same project that must be done first (at most 100): the
+    /// task waits in `waiting` until then, and its agent gets their results.
+    #[serde(default)]
+    #[schema(max_items = 100)]
+    pub depends_on: Vec<TaskId>,
+    /// When a dependency fails or is cancelled: `fail` too (the default) or
+    /// `wait` for it to be retried.
+    #[serde(default)]
+    pub on_upstream_failure: UpstreamPolicy,
 }
+
+/// Most dependencies one task may have.
+pub const MAX_DEPENDENCIES: usize = 100;
 
 fn default_true() -> bool {
     true
@@ -313,6 +381,15 @@ impl NewTask {
                 reason: format!("must be between 1 and {MAX_TIMEOUT_SECS} seconds, got {secs}"),
             });
         }
+        if self.depends_on.len() > MAX_DEPENDENCIES {
+            return Err(ValidationError {
+                field: "depends_on",
+                reason: format!("at most {MAX_DEPENDENCIES} tasks, got {}", self.depends_on.len()),
+            });
+        }
+        let mut depends_on = self.depends_on;
+        depends_on.sort();
+        depends_on.dedup();
         Ok(Task {
             id: TaskId::new(),
             project_id: self.project_id,
@@ -333,6 +410,10 @@ impl NewTask {
             finished_at: None,
             rejection: None,
             timeout_secs: self.timeout_secs,
+            depends_on,
+            waiting_on: Vec::new(),
+            on_upstream_failure: self.on_upstream_failure,
+            upstream: Vec::new(),
         })
     }
 }

@@ -29,6 +29,8 @@ pub fn new_task(project: ProjectId) -> NewTask {
         requires_approval: false,
         dispatch: true,
         timeout_secs: None,
+        depends_on: Vec::new(),
+        on_upstream_failure: Default::default(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod board;
 pub mod cancellations;
+pub mod dependencies;
 pub mod dispatch_times;
 pub mod dispatches;
 pub mod history;

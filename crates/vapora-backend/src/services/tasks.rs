@@ -39,7 +39,7 @@ pub struct TaskService {
     pub(super) events: EventBus,
     roles: RoleCatalog,
     pub(super) running: RunningTasks,
-    metrics: Metrics,
+    pub(super) metrics: Metrics,
     pub(super) dispatch_times: DispatchTimes,
     /// This replica's name: tasks it queues are queued on it (`crate::replicas`).
     pub(super) replica: Arc<str>,
@@ -112,13 +112,18 @@ impl TaskService {
         let dispatch = new.dispatch;
         let mut task = new.into_task(Utc::now())?;
         self.check_role(&task.role)?;
+        let deps = self.dependencies_of(task.project_id, &task.depends_on).await?;
+        let start = Self::place_new(&mut task, &deps, dispatch);
         // Take queue room before storing anything: a full queue refuses the
         // task outright instead of storing one that can never run.
-        let admission = if dispatch {
+        let admission = if start == TaskStatus::Queued {
             let admission = self.admit()?;
             task.move_to(TaskStatus::Queued, task.created_at);
             Some(admission)
         } else {
+            if start != TaskStatus::Todo {
+                task.move_to(start, task.created_at);
+            }
             None
         };
         // Stored, announced and queued by a task of its own: a client that
@@ -127,9 +132,16 @@ impl TaskService {
         let service = self.clone();
         let stored = async move { service.store_new(task, admission).await };
         // In the request's span: the queue entry carries its trace on.
-        tokio::spawn(tracing::Instrument::in_current_span(stored))
+        let task = tokio::spawn(tracing::Instrument::in_current_span(stored))
             .await
-            .unwrap_or(Err(AppError::Storage(StorageError::WriterStopped)))
+            .unwrap_or(Err(AppError::Storage(StorageError::WriterStopped)))?;
+        if task.status == TaskStatus::Waiting {
+            // A dependency that finished while this was being stored did
+            // not see it waiting: look once more.
+            let service = self.clone();
+            tokio::spawn(async move { service.reevaluate(task.id).await });
+        }
+        Ok(task)
     }
 
     async fn store_new(&self, task: Task, admission: Option<Admission>) -> Result<Task, AppError> {
@@ -197,10 +209,16 @@ impl TaskService {
         let mut admission: Option<Admission> = None;
         let now = Utc::now();
         let mut before: Option<Task> = None;
+        let readiness = self.readiness_for_queueing(id, &change).await?;
         let after = self
             .update_task(id, |task| {
                 before = Some(task.clone());
-                let next = change.apply(task, now)?;
+                let mut next = change.apply(task, now)?;
+                if next.status == TaskStatus::Queued
+                    && let Some(readiness) = &readiness
+                {
+                    Self::queue_or_wait(task, &mut next, readiness)?;
+                }
                 if next.status == TaskStatus::Queued
                     && task.status != TaskStatus::Queued
                     && admission.is_none()
@@ -218,6 +236,7 @@ impl TaskService {
             self.metrics.task_moved(&after);
         }
         self.events.publish(&Event::TaskUpdated(after.clone()));
+        self.release_dependents_of(&after);
         Ok(after)
     }
 
@@ -305,6 +324,7 @@ impl TaskService {
             Ok(Some(task)) => {
                 self.metrics.task_moved(task);
                 self.events.publish(&Event::TaskUpdated(task.clone()));
+                self.release_dependents_of(task);
             }
             Ok(None) => tracing::info!(task = %id, attempt, "stale {what} for a superseded attempt ignored"),
             Err(_) => {}

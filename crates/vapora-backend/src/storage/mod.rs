@@ -63,7 +63,7 @@ DEFINE FIELD OVERWRITE role ON task TYPE string;
 DEFINE FIELD OVERWRITE priority ON task TYPE string
     ASSERT $value IN ['low', 'medium', 'high', 'critical'];
 DEFINE FIELD OVERWRITE status ON task TYPE string
-    ASSERT $value IN ['todo', 'queued', 'running', 'review', 'done', 'failed', 'cancelled'];
+    ASSERT $value IN ['todo', 'waiting', 'queued', 'running', 'review', 'done', 'failed', 'cancelled'];
 DEFINE FIELD OVERWRITE requires_approval ON task TYPE bool;
 DEFINE FIELD OVERWRITE attempt ON task TYPE int;
 DEFINE FIELD OVERWRITE assigned_agent ON task TYPE option<string>;
@@ -89,6 +89,17 @@ DEFINE FIELD OVERWRITE rejection.comment ON task TYPE string;
 DEFINE FIELD OVERWRITE rejection.previous_output ON task TYPE string;
 DEFINE FIELD OVERWRITE rejection.at ON task TYPE string;
 DEFINE FIELD OVERWRITE timeout_secs ON task TYPE option<int>;
+-- Dependencies: what must be done first, what still is not, what to do
+-- if one fails, and the results handed on (see `services::dependencies`).
+DEFINE FIELD OVERWRITE depends_on ON task TYPE array<string> DEFAULT [];
+DEFINE FIELD OVERWRITE waiting_on ON task TYPE array<string> DEFAULT [];
+DEFINE FIELD OVERWRITE on_upstream_failure ON task TYPE string DEFAULT 'fail'
+    ASSERT $value IN ['fail', 'wait'];
+DEFINE FIELD OVERWRITE upstream ON task TYPE array<object> DEFAULT [];
+DEFINE FIELD OVERWRITE upstream[*].task_id ON task TYPE string;
+DEFINE FIELD OVERWRITE upstream[*].title ON task TYPE string;
+DEFINE FIELD OVERWRITE upstream[*].role ON task TYPE string;
+DEFINE FIELD OVERWRITE upstream[*].output ON task TYPE string;
 -- Optimistic-concurrency revision: every write must name the revision it read.
 DEFINE FIELD OVERWRITE rev ON task TYPE int;
 -- The backend replica whose in-memory queue holds the task while it waits

@@ -324,6 +324,15 @@ impl Database {
 
     /// Tasks in any of `statuses`, in creation order (used at start-up to
     /// re-queue interrupted work).
+    /// Tasks waiting on `id` (among others, maybe).
+    pub async fn dependents_waiting_on(&self, id: TaskId) -> Result<Vec<Task>, StorageError> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM task WITH INDEX task_status WHERE status = 'waiting' AND depends_on CONTAINS $id"
+        );
+        let rows = self.fetch_all(&sql, json!({ "id": id })).await?;
+        rows.into_iter().map(from_record).collect()
+    }
+
     pub async fn tasks_in_status(&self, statuses: &[TaskStatus]) -> Result<Vec<StoredTask>, StorageError> {
         let sql = format!("SELECT {COLUMNS} FROM task WHERE status IN $statuses ORDER BY id");
         let rows = self.fetch_all(&sql, json!({ "statuses": statuses })).await?;

@@ -495,7 +495,8 @@ async fn board_groups_tasks_by_column_and_projects_have_crud() {
             "review",
             "done",
             "failed",
-            "cancelled"
+            "cancelled",
+            "waiting"
         ]
     );
     assert_eq!(columns[0]["tasks"][0]["id"], todo["id"]);

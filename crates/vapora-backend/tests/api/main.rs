@@ -7,6 +7,7 @@ mod bad_input;
 mod bounds;
 mod concurrency;
 mod contract;
+mod dependencies;
 mod event_resume;
 mod idempotency;
 mod lifecycle;

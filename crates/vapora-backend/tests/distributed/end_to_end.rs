@@ -167,3 +167,36 @@ async fn an_agent_server_fails_an_attempt_past_its_timeout_and_aborts_the_call()
     .await;
     assert_eq!(cluster.llm.completed_streams(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependent_runs_on_an_agent_server_after_its_dependency_with_its_result() {
+    let mut cluster = Cluster::start(Script::text(&["upstream ", "answer"])).await;
+    cluster.start_backend().await;
+    cluster.start_agent("agent-a", "developer,tester", 2).await;
+    cluster.wait_for_agents(0, &["agent-a"]).await;
+    let api = cluster.api(0);
+    let project = api.create_project().await;
+    let first = api.create_task(&project, "developer", "Design it").await;
+    let (status, second) = api
+        .post(
+            "/api/v1/tasks",
+            serde_json::json!({"project_id": project, "role": "tester", "title": "Test it", "depends_on": [first]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{second}");
+    let second = second["id"].as_str().unwrap().to_owned();
+    api.wait_all_done(&project, &[first.clone(), second.clone()], 30)
+        .await;
+    api.assert_finished_exactly_once(&[first, second.clone()]).await;
+    let requests = cluster.llm.requests();
+    assert_eq!(requests.len(), 2, "one model call each");
+    let prompt = requests
+        .iter()
+        .map(|r| r["messages"][1]["content"].as_str().unwrap().to_owned())
+        .find(|p| p.starts_with("Task: Test it"))
+        .expect("the dependent's model call");
+    assert!(
+        prompt.contains("upstream answer"),
+        "the dependency's result reached the agent server: {prompt}"
+    );
+}

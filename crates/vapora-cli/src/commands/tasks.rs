@@ -39,6 +39,8 @@ async fn create(ctx: &Ctx, args: CreateTask) -> anyhow::Result<Exit> {
         requires_approval: args.requires_approval,
         dispatch: !args.todo,
         timeout_secs: args.timeout,
+        depends_on: args.depends_on,
+        on_upstream_failure: args.on_upstream_failure.into(),
     };
     if !args.watch {
         let reply = ctx.client.create_task(&new).await?;

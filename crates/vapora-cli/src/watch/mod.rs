@@ -76,7 +76,7 @@ fn outcome(status: TaskStatus) -> Option<Exit> {
         TaskStatus::Done | TaskStatus::Review => Some(Exit::Ok),
         TaskStatus::Failed => Some(Exit::TaskFailed),
         TaskStatus::Cancelled => Some(Exit::TaskCancelled),
-        TaskStatus::Todo | TaskStatus::Queued | TaskStatus::Running => None,
+        TaskStatus::Todo | TaskStatus::Waiting | TaskStatus::Queued | TaskStatus::Running => None,
     }
 }
 

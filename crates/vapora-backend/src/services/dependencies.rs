@@ -1,0 +1,389 @@
+//! Task dependencies: a task created with `depends_on` waits in `waiting`
+//! until every task it depends on is done, then is queued with their
+//! results for its agent (`Task::upstream`, given as prompt context). If a
+//! dependency fails or is cancelled, the task follows its
+//! `on_upstream_failure`: `fail` too, with an error starting
+//! `upstream_failed`, or `wait` for that dependency to be retried.
+//!
+//! Who moves a waiting task: whoever finishes one of its dependencies, right
+//! after that write and on the replica that made it; and a sweep at start-up
+//! and every [`SWEEP_EVERY`], for a move lost to a crash between the two
+//! writes or put off by a full queue. Every move is a compare-and-set on the
+//! waiting task, so replicas releasing it at once queue it once.
+//!
+//! The graph has no cycles by construction: dependencies are named when a
+//! task is created, and must exist by then.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+use vapora_shared::{
+    Event, ProjectId, Task, TaskId, TaskStatus, UPSTREAM_FAILED, UpstreamPolicy, UpstreamResult,
+};
+
+use vapora_shared::lifecycle::UserChange;
+
+use super::TaskService;
+use crate::error::AppError;
+
+/// How often every waiting task is looked at again.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Where a task stands against its dependencies.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Readiness {
+    /// Every dependency is done: these are their results.
+    Ready(Vec<UpstreamResult>),
+    /// These are not done yet.
+    Waiting(Vec<TaskId>),
+    /// This one failed or was cancelled, and the task fails with it.
+    UpstreamFailed(TaskId, TaskStatus),
+}
+
+/// Judges `task` against its dependencies as stored (`deps`, in any order).
+pub fn readiness(task: &Task, deps: &[Task]) -> Readiness {
+    if task.on_upstream_failure == UpstreamPolicy::Fail
+        && let Some(failed) = deps
+            .iter()
+            .find(|d| matches!(d.status, TaskStatus::Failed | TaskStatus::Cancelled))
+    {
+        return Readiness::UpstreamFailed(failed.id, failed.status);
+    }
+    let unfinished: Vec<TaskId> = task
+        .depends_on
+        .iter()
+        .filter(|id| !deps.iter().any(|d| d.id == **id && d.status == TaskStatus::Done))
+        .copied()
+        .collect();
+    if !unfinished.is_empty() {
+        return Readiness::Waiting(unfinished);
+    }
+    let by_id: HashMap<TaskId, &Task> = deps.iter().map(|d| (d.id, d)).collect();
+    Readiness::Ready(
+        task.depends_on
+            .iter()
+            .filter_map(|id| by_id.get(id))
+            .map(|d| UpstreamResult {
+                task_id: d.id,
+                title: d.title.clone(),
+                role: d.role.clone(),
+                output: d.result.as_ref().map(|r| r.output.clone()).unwrap_or_default(),
+            })
+            .collect(),
+    )
+}
+
+fn upstream_error(dependency: TaskId, status: TaskStatus) -> String {
+    format!("{UPSTREAM_FAILED}: task {dependency}, which this task depends on, is {status}")
+}
+
+impl TaskService {
+    /// The dependencies a new task of `project` names: each must be a task
+    /// of that project (422 otherwise, before anything is stored).
+    pub(super) async fn dependencies_of(
+        &self,
+        project: ProjectId,
+        ids: &[TaskId],
+    ) -> Result<Vec<Task>, AppError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found: HashMap<TaskId, Task> = self
+            .db
+            .get_tasks(ids)
+            .await?
+            .into_iter()
+            .map(|stored| (stored.task.id, stored.task))
+            .collect();
+        for id in ids {
+            match found.get(id) {
+                None => {
+                    return Err(AppError::unprocessable(
+                        "unknown_dependency",
+                        format!("depends_on: task {id} does not exist"),
+                    ));
+                }
+                Some(dependency) if dependency.project_id != project => {
+                    return Err(AppError::unprocessable(
+                        "foreign_dependency",
+                        format!("depends_on: task {id} belongs to another project"),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(found.into_values().collect())
+    }
+
+    /// Where a new task with dependencies starts, given them as stored:
+    /// `queued` with their results, `waiting`, or `failed` (an upstream
+    /// failure it follows). Not dispatched yet (`todo`), it stays there and
+    /// only notes what it waits on.
+    pub(super) fn place_new(task: &mut Task, deps: &[Task], dispatch: bool) -> TaskStatus {
+        let queued_or_todo = if dispatch {
+            TaskStatus::Queued
+        } else {
+            TaskStatus::Todo
+        };
+        if task.depends_on.is_empty() {
+            return queued_or_todo;
+        }
+        match readiness(task, deps) {
+            Readiness::Ready(upstream) => {
+                task.upstream = upstream;
+                queued_or_todo
+            }
+            Readiness::Waiting(unfinished) => {
+                task.waiting_on = unfinished;
+                if dispatch {
+                    TaskStatus::Waiting
+                } else {
+                    TaskStatus::Todo
+                }
+            }
+            Readiness::UpstreamFailed(dependency, status) if dispatch => {
+                task.error = Some(upstream_error(dependency, status));
+                TaskStatus::Failed
+            }
+            Readiness::UpstreamFailed(..) => TaskStatus::Todo,
+        }
+    }
+
+    /// For a person's change that may queue task `id`: where its
+    /// dependencies stand (`None` when it has none, or the change cannot
+    /// queue it).
+    pub(super) async fn readiness_for_queueing(
+        &self,
+        id: TaskId,
+        change: &UserChange,
+    ) -> Result<Option<Readiness>, AppError> {
+        let may_queue = match change {
+            UserChange::Retry | UserChange::Reject { .. } => true,
+            UserChange::Patch(patch) => patch.status == Some(TaskStatus::Queued),
+            UserChange::Cancel | UserChange::Approve => false,
+        };
+        if !may_queue {
+            return Ok(None);
+        }
+        let task = self.get(id).await?;
+        if task.depends_on.is_empty() {
+            return Ok(None);
+        }
+        let deps: Vec<Task> = self
+            .db
+            .get_tasks(&task.depends_on)
+            .await?
+            .into_iter()
+            .map(|s| s.task)
+            .collect();
+        Ok(Some(readiness(&task, &deps)))
+    }
+
+    /// A person's move of `task` to `next` (queued), given its
+    /// dependencies: queued with their results, or waiting for them
+    /// (keeping its attempt number for when it is queued); refused while
+    /// one it fails with has failed.
+    pub(super) fn queue_or_wait(task: &Task, next: &mut Task, readiness: &Readiness) -> Result<(), AppError> {
+        match readiness {
+            Readiness::Ready(upstream) => next.upstream = upstream.clone(),
+            Readiness::Waiting(unfinished) => {
+                next.attempt = task.attempt;
+                next.status = TaskStatus::Waiting;
+                next.waiting_on = unfinished.clone();
+            }
+            Readiness::UpstreamFailed(dependency, status) => {
+                return Err(AppError::Conflict(format!(
+                    "task {dependency}, which this task depends on, is {status}: retry it first"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// After `task` was stored in a new state: if it finished, the tasks
+    /// waiting on it follow, in the background.
+    pub(super) fn release_dependents_of(&self, task: &Task) {
+        if !matches!(
+            task.status,
+            TaskStatus::Done | TaskStatus::Failed | TaskStatus::Cancelled
+        ) {
+            return;
+        }
+        let (service, id) = (self.clone(), task.id);
+        tokio::spawn(async move {
+            match service.db.dependents_waiting_on(id).await {
+                Ok(dependents) => {
+                    for dependent in dependents {
+                        if let Err(e) = service.reevaluate(dependent.id).await {
+                            tracing::debug!(task = %dependent.id, error = %e, "dependent not moved; the sweep will retry");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(task = %id, error = %e, "dependents not read; the sweep will retry")
+                }
+            }
+        });
+    }
+
+    /// Looks at a waiting task's dependencies again and moves it on if it
+    /// can: queued (room permitting), failed, or waiting on fewer.
+    pub async fn reevaluate(&self, id: TaskId) -> Result<Option<Task>, AppError> {
+        let Some(stored) = self.db.get_task(id).await? else {
+            return Ok(None);
+        };
+        if stored.task.status != TaskStatus::Waiting {
+            return Ok(None);
+        }
+        let deps: Vec<Task> = self
+            .db
+            .get_tasks(&stored.task.depends_on)
+            .await?
+            .into_iter()
+            .map(|s| s.task)
+            .collect();
+        let readiness = readiness(&stored.task, &deps);
+        let admission = match readiness {
+            // A full queue leaves it waiting; the sweep tries again.
+            Readiness::Ready(_) => match self.queue.admit() {
+                Ok(admission) => Some(admission),
+                Err(_) => return Ok(None),
+            },
+            _ => None,
+        };
+        let now = Utc::now();
+        let moved = self
+            .update_task(id, |task| {
+                if task.status != TaskStatus::Waiting {
+                    return Ok(None);
+                }
+                let mut next = task.clone();
+                match &readiness {
+                    Readiness::Ready(upstream) => {
+                        next.upstream = upstream.clone();
+                        next.waiting_on.clear();
+                        next.move_to(TaskStatus::Queued, now);
+                    }
+                    Readiness::Waiting(unfinished) if *unfinished != task.waiting_on => {
+                        next.waiting_on = unfinished.clone();
+                    }
+                    Readiness::Waiting(_) => return Ok(None),
+                    Readiness::UpstreamFailed(dependency, status) => {
+                        next.move_to(TaskStatus::Failed, now);
+                        next.error = Some(upstream_error(*dependency, *status));
+                    }
+                }
+                next.updated_at = now;
+                Ok(Some(next))
+            })
+            .await?;
+        let Some(task) = moved else { return Ok(None) };
+        if task.status == TaskStatus::Queued {
+            let admission = admission.expect("admitted before a move to queued");
+            self.queue
+                .push(task.id, task.attempt, task.role.clone(), task.priority, admission)
+                .await;
+        }
+        if task.status != TaskStatus::Waiting {
+            self.metrics.task_moved(&task);
+        }
+        self.events.publish(&Event::TaskUpdated(task.clone()));
+        self.release_dependents_of(&task);
+        Ok(Some(task))
+    }
+
+    /// Every waiting task looked at again: at start-up, then every
+    /// [`SWEEP_EVERY`] until `stop`.
+    pub async fn sweep_waiting(self, stop: CancellationToken) {
+        loop {
+            match self.db.tasks_in_status(&[TaskStatus::Waiting]).await {
+                Ok(waiting) => {
+                    for stored in waiting {
+                        if let Err(e) = self.reevaluate(stored.task.id).await {
+                            tracing::debug!(task = %stored.task.id, error = %e, "waiting task not looked at; next sweep");
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "waiting tasks not read; next sweep"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(SWEEP_EVERY) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use vapora_shared::testing::new_task;
+    use vapora_shared::{ProjectId, TaskResult};
+
+    use super::*;
+
+    fn task_with_deps(deps: &[&Task], policy: UpstreamPolicy) -> Task {
+        let mut new = new_task(ProjectId::new());
+        new.depends_on = deps.iter().map(|d| d.id).collect();
+        new.on_upstream_failure = policy;
+        new.into_task(Utc::now()).unwrap()
+    }
+
+    fn in_status(status: TaskStatus, output: &str) -> Task {
+        let mut task = new_task(ProjectId::new()).into_task(Utc::now()).unwrap();
+        task.status = status;
+        task.result = Some(TaskResult {
+            output: output.into(),
+            provider: "p".into(),
+            model: "m".into(),
+            tokens_in: 0,
+            tokens_out: 0,
+            cost_usd: 0.0,
+            attempts: 1,
+            output_truncated: false,
+        });
+        task
+    }
+
+    #[test]
+    fn ready_once_every_dependency_is_done_with_their_results_in_order() {
+        let (a, b) = (
+            in_status(TaskStatus::Done, "design"),
+            in_status(TaskStatus::Running, ""),
+        );
+        let task = task_with_deps(&[&a, &b], UpstreamPolicy::Fail);
+        assert_eq!(
+            readiness(&task, &[a.clone(), b.clone()]),
+            Readiness::Waiting(vec![b.id])
+        );
+        let b = in_status(TaskStatus::Done, "tests");
+        let task = task_with_deps(&[&a, &b], UpstreamPolicy::Fail);
+        let Readiness::Ready(results) = readiness(&task, &[b.clone(), a.clone()]) else {
+            panic!()
+        };
+        let outputs: Vec<&str> = results.iter().map(|r| r.output.as_str()).collect();
+        let expected: Vec<&str> = task
+            .depends_on
+            .iter()
+            .map(|id| if *id == a.id { "design" } else { "tests" })
+            .collect();
+        assert_eq!(outputs, expected);
+    }
+
+    #[test]
+    fn a_failed_dependency_fails_the_task_or_keeps_it_waiting_by_policy() {
+        let (a, b) = (
+            in_status(TaskStatus::Failed, ""),
+            in_status(TaskStatus::Done, "x"),
+        );
+        let fail = task_with_deps(&[&a, &b], UpstreamPolicy::Fail);
+        assert_eq!(
+            readiness(&fail, &[a.clone(), b.clone()]),
+            Readiness::UpstreamFailed(a.id, TaskStatus::Failed)
+        );
+        let wait = task_with_deps(&[&a, &b], UpstreamPolicy::Wait);
+        assert_eq!(readiness(&wait, &[a.clone(), b]), Readiness::Waiting(vec![a.id]));
+    }
+}
