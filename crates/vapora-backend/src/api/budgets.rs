@@ -9,7 +9,7 @@ use vapora_llm_router::budget::BudgetStatus;
 use vapora_shared::ProjectId;
 
 use crate::api::SharedState;
-use crate::api::extract::{Query, parse_id};
+use crate::api::extract::{Query, project_filter};
 use crate::auth::Caller;
 use crate::error::{AppError, ErrorBody};
 use crate::storage::RoleSpend;
@@ -44,14 +44,7 @@ pub async fn report(
     caller: Caller,
     Query(query): Query<BudgetsQuery>,
 ) -> Result<Json<BudgetReport>, AppError> {
-    let project: Option<ProjectId> = query
-        .project_id
-        .as_deref()
-        .map(|p| parse_id("project", p))
-        .transpose()?;
-    if let Some(project) = project {
-        caller.see_project(project)?;
-    }
+    let project = project_filter(&state, &caller, query.project_id.as_deref()).await?;
     let spend = state.db.spend_by_role(project, caller.scope()).await?;
     let budgets = match (&state.budgets, caller.scope()) {
         (Some(budgets), None) => budgets.statuses(),

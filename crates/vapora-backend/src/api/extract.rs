@@ -94,3 +94,18 @@ pub fn parse_id<T: std::str::FromStr>(resource: &'static str, raw: &str) -> Resu
         AppError::bad_request("invalid_id", format!("{shown:?} is not a valid {resource} id"))
     })
 }
+
+/// A `?project_id=` filter: parsed (400 when malformed), within the
+/// caller's reach and existing (404 otherwise, as the project's own routes
+/// answer), or `None` when absent.
+pub async fn project_filter(
+    state: &crate::api::AppState,
+    caller: &crate::auth::Caller,
+    raw: Option<&str>,
+) -> Result<Option<vapora_shared::ProjectId>, AppError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let project = parse_id("project", raw)?;
+    caller.see_project(project)?;
+    state.project_service.get(project).await?;
+    Ok(Some(project))
+}

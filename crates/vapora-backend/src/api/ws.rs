@@ -32,7 +32,7 @@ use utoipa::IntoParams;
 use vapora_shared::ProjectId;
 
 use crate::api::SharedState;
-use crate::api::extract::{Query, parse_id};
+use crate::api::extract::{Query, project_filter};
 use crate::auth::Caller;
 use crate::auth::middleware::WS_PROTOCOL;
 use crate::error::{AppError, ErrorBody};
@@ -62,15 +62,7 @@ impl EventsQuery {
         caller: &Caller,
         since: Option<u64>,
     ) -> Result<EventFeed, AppError> {
-        let project: Option<ProjectId> = self
-            .project_id
-            .as_deref()
-            .map(|p| parse_id("project", p))
-            .transpose()?;
-        if let Some(project) = project {
-            caller.see_project(project)?;
-            state.project_service.get(project).await?;
-        }
+        let project = project_filter(state, caller, self.project_id.as_deref()).await?;
         let filter = EventFilter {
             project,
             scope: caller.scope().map(<[_]>::to_vec),

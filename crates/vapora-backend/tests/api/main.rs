@@ -5,6 +5,7 @@
 mod access;
 mod bad_input;
 mod bounds;
+mod budgets;
 mod concurrency;
 mod contract;
 mod dependencies;
