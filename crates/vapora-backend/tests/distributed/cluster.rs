@@ -402,12 +402,16 @@ impl<'a> Api<'a> {
     }
 
     pub async fn create_task(&self, project: &str, role: &str, title: &str) -> String {
-        let (status, task) = self
-            .post(
-                "/api/v1/tasks",
-                json!({"project_id": project, "role": role, "title": title}),
-            )
-            .await;
+        self.create_task_with(project, role, title, json!({})).await
+    }
+
+    /// As [`Self::create_task`], with `extra` fields in the body.
+    pub async fn create_task_with(&self, project: &str, role: &str, title: &str, extra: Value) -> String {
+        let mut body = json!({"project_id": project, "role": role, "title": title});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (status, task) = self.post("/api/v1/tasks", body).await;
         assert_eq!(status, 201, "{task}");
         task["id"].as_str().unwrap().to_owned()
     }
@@ -508,14 +512,7 @@ pub async fn watch(
     key: &str,
     until_done: usize,
 ) -> tokio::task::JoinHandle<(HashSet<String>, HashSet<String>)> {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut request = format!("{}/api/v1/ws", url.replacen("http", "ws", 1))
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", format!("Bearer {key}").parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut ws = connect_events(url, key, "").await;
     tokio::spawn(async move {
         use futures::StreamExt;
         let (mut created, mut done) = (HashSet::new(), HashSet::new());
@@ -540,6 +537,23 @@ pub async fn watch(
         }
         (created, done)
     })
+}
+
+/// The event WebSocket of the backend at `url` (`http://…`), with `query`
+/// (`""` or `?since=…`).
+pub async fn connect_events(
+    url: &str,
+    key: &str,
+    query: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("{}/api/v1/ws{query}", url.replacen("http", "ws", 1))
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    tokio_tungstenite::connect_async(request).await.unwrap().0
 }
 
 /// A fake-LLM answer that streams ten chunks over about `millis` ms.

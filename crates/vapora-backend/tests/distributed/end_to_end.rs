@@ -95,14 +95,14 @@ async fn a_rejected_result_reaches_an_agent_server_with_the_comment_in_its_promp
     cluster.wait_for_agents(0, &["agent-a"]).await;
     let api = cluster.api(0);
     let project = api.create_project().await;
-    let (status, task) = api
-        .post(
-            "/api/v1/tasks",
-            serde_json::json!({"project_id": project, "role": "developer", "title": "Draft it", "requires_approval": true}),
+    let id = api
+        .create_task_with(
+            &project,
+            "developer",
+            "Draft it",
+            serde_json::json!({"requires_approval": true}),
         )
         .await;
-    assert_eq!(status, 201, "{task}");
-    let id = task["id"].as_str().unwrap().to_owned();
     let wait_for_review = |attempt: u64| {
         let id = id.clone();
         async move {
@@ -145,14 +145,14 @@ async fn an_agent_server_fails_an_attempt_past_its_timeout_and_aborts_the_call()
     cluster.wait_for_agents(0, &["agent-a"]).await;
     let api = cluster.api(0);
     let project = api.create_project().await;
-    let (status, task) = api
-        .post(
-            "/api/v1/tasks",
-            serde_json::json!({"project_id": project, "role": "developer", "title": "Stuck", "timeout_secs": 1}),
+    let id = api
+        .create_task_with(
+            &project,
+            "developer",
+            "Stuck",
+            serde_json::json!({"timeout_secs": 1}),
         )
         .await;
-    assert_eq!(status, 201, "{task}");
-    let id = task["id"].as_str().unwrap().to_owned();
     eventually(10, "the attempt to fail as timed out", || async {
         let task = api.task(&id).await;
         task["status"] == "failed"
@@ -177,14 +177,14 @@ async fn a_dependent_runs_on_an_agent_server_after_its_dependency_with_its_resul
     let api = cluster.api(0);
     let project = api.create_project().await;
     let first = api.create_task(&project, "developer", "Design it").await;
-    let (status, second) = api
-        .post(
-            "/api/v1/tasks",
-            serde_json::json!({"project_id": project, "role": "tester", "title": "Test it", "depends_on": [first]}),
+    let second = api
+        .create_task_with(
+            &project,
+            "tester",
+            "Test it",
+            serde_json::json!({"depends_on": [first]}),
         )
         .await;
-    assert_eq!(status, 201, "{second}");
-    let second = second["id"].as_str().unwrap().to_owned();
     api.wait_all_done(&project, &[first.clone(), second.clone()], 30)
         .await;
     api.assert_finished_exactly_once(&[first, second.clone()]).await;

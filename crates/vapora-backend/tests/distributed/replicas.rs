@@ -18,7 +18,7 @@ use vapora_backend::storage::Database;
 use vapora_backend::{Application, Settings};
 use vapora_llm_router::testing::Script;
 
-use crate::cluster::{ACK_WAIT_SECS, Api, Cluster, MAX_DELIVER, watch};
+use crate::cluster::{ACK_WAIT_SECS, Api, Cluster, MAX_DELIVER, connect_events, watch};
 
 /// Starts a replica in this process; returns its base URL and a stop handle.
 async fn replica(cluster: &Cluster, db: Database) -> (String, oneshot::Sender<()>) {
@@ -82,15 +82,8 @@ async fn record_events(
     since: Option<u64>,
     until_done: usize,
 ) -> tokio::task::JoinHandle<Vec<Value>> {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let query = since.map(|s| format!("?since={s}")).unwrap_or_default();
-    let mut request = format!("{}/api/v1/ws{query}", url.replacen("http", "ws", 1))
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", format!("Bearer {key}").parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut ws = connect_events(url, key, &query).await;
     tokio::spawn(async move {
         let (mut events, mut done) = (Vec::new(), 0);
         while done < until_done {
