@@ -218,6 +218,15 @@ pub struct CreateTask {
     /// be retried.
     #[arg(long, value_enum, default_value = "fail")]
     pub on_upstream_failure: UpstreamArg,
+    /// Not before this instant (RFC 3339, e.g. 2026-12-24T08:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub run_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Retry a failed attempt by itself until this many attempts (1 to 20).
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<u32>,
+    /// Seconds before the first automatic retry, doubled for each next one.
+    #[arg(long = "retry-backoff", value_name = "SECS")]
+    pub retry_backoff_secs: Option<u32>,
     /// Leave the task in todo instead of queueing it.
     #[arg(long)]
     pub todo: bool,

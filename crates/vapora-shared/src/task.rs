@@ -202,6 +202,44 @@ pub struct Task {
     /// The dependencies' results, given to the agent with the task.
     #[serde(default)]
     pub upstream: Vec<UpstreamResult>,
+    /// Not queued before this instant: asked for at creation, or the next
+    /// automatic retry of a failed attempt.
+    #[serde(default)]
+    pub run_at: Option<DateTime<Utc>>,
+    /// Attempts a failure is retried up to, automatically (1: never).
+    #[serde(default = "one")]
+    pub max_attempts: u32,
+    /// Wait before the first automatic retry; doubled for each next one.
+    #[serde(default = "default_backoff")]
+    pub retry_backoff_secs: u32,
+}
+
+fn default_backoff() -> u32 {
+    DEFAULT_RETRY_BACKOFF_SECS
+}
+
+/// Most attempts a task may ask for.
+pub const MAX_ATTEMPTS: u32 = 20;
+/// Longest first backoff before an automatic retry: an hour.
+pub const MAX_RETRY_BACKOFF_SECS: u32 = 3_600;
+pub const DEFAULT_RETRY_BACKOFF_SECS: u32 = 5;
+
+impl Task {
+    /// When a failure of the current attempt is retried by itself, if it
+    /// is: attempts left, and not a failure its dependencies caused (those
+    /// are theirs to retry). Backoff doubles with each attempt.
+    pub fn automatic_retry_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let upstream = self
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with(UPSTREAM_FAILED));
+        if self.status != TaskStatus::Failed || upstream || self.attempt >= self.max_attempts {
+            return None;
+        }
+        let doublings = self.attempt.saturating_sub(1).min(16);
+        let secs = u64::from(self.retry_backoff_secs).saturating_mul(1 << doublings);
+        Some(now + chrono::Duration::seconds(secs.min(7 * 24 * 3600) as i64))
+    }
 }
 
 /// What a task does when one of its dependencies fails or is cancelled.
@@ -358,6 +396,20 @@ pub struct NewTask {
     /// `wait` for it to be retried.
     #[serde(default)]
     pub on_upstream_failure: UpstreamPolicy,
+    /// Not queued before this instant (RFC 3339); the task waits in
+    /// `waiting` until then.
+    #[serde(default)]
+    pub run_at: Option<DateTime<Utc>>,
+    /// Retry a failed attempt automatically until this many attempts
+    /// (1 to 20; 1, the default: never).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 20)]
+    pub max_attempts: Option<u32>,
+    /// Seconds before the first automatic retry (0 to 3,600; 5 by
+    /// default), doubled for each next one.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 3600)]
+    pub retry_backoff_secs: Option<u32>,
 }
 
 /// Most dependencies one task may have.
@@ -387,6 +439,22 @@ impl NewTask {
                 reason: format!("at most {MAX_DEPENDENCIES} tasks, got {}", self.depends_on.len()),
             });
         }
+        if let Some(n) = self.max_attempts
+            && !(1..=MAX_ATTEMPTS).contains(&n)
+        {
+            return Err(ValidationError {
+                field: "max_attempts",
+                reason: format!("must be between 1 and {MAX_ATTEMPTS}, got {n}"),
+            });
+        }
+        if let Some(secs) = self.retry_backoff_secs
+            && secs > MAX_RETRY_BACKOFF_SECS
+        {
+            return Err(ValidationError {
+                field: "retry_backoff_secs",
+                reason: format!("must be at most {MAX_RETRY_BACKOFF_SECS} seconds, got {secs}"),
+            });
+        }
         let mut depends_on = self.depends_on;
         depends_on.sort();
         depends_on.dedup();
@@ -414,6 +482,9 @@ impl NewTask {
             waiting_on: Vec::new(),
             on_upstream_failure: self.on_upstream_failure,
             upstream: Vec::new(),
+            run_at: self.run_at,
+            max_attempts: self.max_attempts.unwrap_or(1),
+            retry_backoff_secs: self.retry_backoff_secs.unwrap_or(DEFAULT_RETRY_BACKOFF_SECS),
         })
     }
 }

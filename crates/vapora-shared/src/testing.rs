@@ -31,6 +31,9 @@ pub fn new_task(project: ProjectId) -> NewTask {
         timeout_secs: None,
         depends_on: Vec::new(),
         on_upstream_failure: Default::default(),
+        run_at: None,
+        max_attempts: None,
+        retry_backoff_secs: None,
     }
 }
 

@@ -3,7 +3,6 @@
 
 pub mod board;
 pub mod cancellations;
-pub mod dependencies;
 pub mod dispatch_times;
 pub mod dispatches;
 pub mod history;
@@ -11,6 +10,7 @@ pub mod page;
 pub mod projects;
 pub mod replica_queues;
 pub mod tasks;
+pub mod waiting;
 pub mod worker_reports;
 
 pub use board::{Board, BoardColumn};

@@ -90,7 +90,7 @@ DEFINE FIELD OVERWRITE rejection.previous_output ON task TYPE string;
 DEFINE FIELD OVERWRITE rejection.at ON task TYPE string;
 DEFINE FIELD OVERWRITE timeout_secs ON task TYPE option<int>;
 -- Dependencies: what must be done first, what still is not, what to do
--- if one fails, and the results handed on (see `services::dependencies`).
+-- if one fails, and the results handed on (see `services::waiting`).
 DEFINE FIELD OVERWRITE depends_on ON task TYPE array<string> DEFAULT [];
 DEFINE FIELD OVERWRITE waiting_on ON task TYPE array<string> DEFAULT [];
 DEFINE FIELD OVERWRITE on_upstream_failure ON task TYPE string DEFAULT 'fail'
@@ -100,6 +100,11 @@ DEFINE FIELD OVERWRITE upstream[*].task_id ON task TYPE string;
 DEFINE FIELD OVERWRITE upstream[*].title ON task TYPE string;
 DEFINE FIELD OVERWRITE upstream[*].role ON task TYPE string;
 DEFINE FIELD OVERWRITE upstream[*].output ON task TYPE string;
+-- Not queued before `run_at`; failed attempts retried by themselves up to
+-- `max_attempts`, after a backoff that doubles (see `services::waiting`).
+DEFINE FIELD OVERWRITE run_at ON task TYPE option<string>;
+DEFINE FIELD OVERWRITE max_attempts ON task TYPE int DEFAULT 1;
+DEFINE FIELD OVERWRITE retry_backoff_secs ON task TYPE int DEFAULT 5;
 -- Optimistic-concurrency revision: every write must name the revision it read.
 DEFINE FIELD OVERWRITE rev ON task TYPE int;
 -- The backend replica whose in-memory queue holds the task while it waits

@@ -15,6 +15,7 @@ mod lifecycle;
 mod limits;
 mod persistence;
 mod request_ids;
+mod retries;
 mod shared_state;
 mod support;
 mod timeouts;

@@ -41,6 +41,9 @@ async fn create(ctx: &Ctx, args: CreateTask) -> anyhow::Result<Exit> {
         timeout_secs: args.timeout,
         depends_on: args.depends_on,
         on_upstream_failure: args.on_upstream_failure.into(),
+        run_at: args.run_at,
+        max_attempts: args.max_attempts,
+        retry_backoff_secs: args.retry_backoff_secs,
     };
     if !args.watch {
         let reply = ctx.client.create_task(&new).await?;

@@ -1,23 +1,29 @@
-//! Task dependencies: a task created with `depends_on` waits in `waiting`
-//! until every task it depends on is done, then is queued with their
-//! results for its agent (`Task::upstream`, given as prompt context). If a
-//! dependency fails or is cancelled, the task follows its
-//! `on_upstream_failure`: `fail` too, with an error starting
-//! `upstream_failed`, or `wait` for that dependency to be retried.
+//! What a task in `waiting` waits for, and what moves it on.
+//!
+//! Dependencies: a task created with `depends_on` waits until every task it
+//! depends on is done, then is queued with their results for its agent
+//! (`Task::upstream`, given as prompt context). If a dependency fails or is
+//! cancelled, the task follows its `on_upstream_failure`: `fail` too, with
+//! an error starting `upstream_failed`, or `wait` for that dependency to be
+//! retried. The graph has no cycles by construction: dependencies are
+//! named when a task is created, and must exist by then.
+//!
+//! Time: a task is not queued before its `run_at`, asked for at creation or
+//! set by an automatic retry: a failed attempt with attempts left
+//! (`max_attempts`) waits `retry_backoff_secs`, doubled for each attempt,
+//! then runs again as the next attempt.
 //!
 //! Who moves a waiting task: whoever finishes one of its dependencies, right
-//! after that write and on the replica that made it; and a sweep at start-up
-//! and every [`SWEEP_EVERY`], for a move lost to a crash between the two
-//! writes or put off by a full queue. Every move is a compare-and-set on the
-//! waiting task, so replicas releasing it at once queue it once.
-//!
-//! The graph has no cycles by construction: dependencies are named when a
-//! task is created, and must exist by then.
+//! after that write and on the replica that made it; a timer for its
+//! `run_at`; and a sweep at start-up and every [`SWEEP_EVERY`], for a move
+//! lost to a crash or a restart, or put off by a full queue. Every move is
+//! a compare-and-set on the waiting task, so replicas releasing it at once
+//! queue it once.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use vapora_shared::{
     Event, ProjectId, Task, TaskId, TaskStatus, UPSTREAM_FAILED, UpstreamPolicy, UpstreamResult,
@@ -40,10 +46,12 @@ pub enum Readiness {
     Waiting(Vec<TaskId>),
     /// This one failed or was cancelled, and the task fails with it.
     UpstreamFailed(TaskId, TaskStatus),
+    /// Every dependency is done, but the task is not to run before then.
+    NotBefore(DateTime<Utc>),
 }
 
 /// Judges `task` against its dependencies as stored (`deps`, in any order).
-pub fn readiness(task: &Task, deps: &[Task]) -> Readiness {
+pub fn readiness(task: &Task, deps: &[Task], now: DateTime<Utc>) -> Readiness {
     if task.on_upstream_failure == UpstreamPolicy::Fail
         && let Some(failed) = deps
             .iter()
@@ -59,6 +67,9 @@ pub fn readiness(task: &Task, deps: &[Task]) -> Readiness {
         .collect();
     if !unfinished.is_empty() {
         return Readiness::Waiting(unfinished);
+    }
+    if let Some(at) = task.run_at.filter(|at| *at > now) {
+        return Readiness::NotBefore(at);
     }
     let by_id: HashMap<TaskId, &Task> = deps.iter().map(|d| (d.id, d)).collect();
     Readiness::Ready(
@@ -127,10 +138,12 @@ impl TaskService {
         } else {
             TaskStatus::Todo
         };
-        if task.depends_on.is_empty() {
+        if task.depends_on.is_empty() && task.run_at.is_none() {
             return queued_or_todo;
         }
-        match readiness(task, deps) {
+        match readiness(task, deps, task.created_at) {
+            Readiness::NotBefore(_) if dispatch => TaskStatus::Waiting,
+            Readiness::NotBefore(_) => TaskStatus::Todo,
             Readiness::Ready(upstream) => {
                 task.upstream = upstream;
                 queued_or_todo
@@ -168,7 +181,8 @@ impl TaskService {
             return Ok(None);
         }
         let task = self.get(id).await?;
-        if task.depends_on.is_empty() {
+        let now = Utc::now();
+        if task.depends_on.is_empty() && task.run_at.is_none_or(|at| at <= now) {
             return Ok(None);
         }
         let deps: Vec<Task> = self
@@ -178,7 +192,7 @@ impl TaskService {
             .into_iter()
             .map(|s| s.task)
             .collect();
-        Ok(Some(readiness(&task, &deps)))
+        Ok(Some(readiness(&task, &deps, now)))
     }
 
     /// A person's move of `task` to `next` (queued), given its
@@ -193,6 +207,11 @@ impl TaskService {
                 next.status = TaskStatus::Waiting;
                 next.waiting_on = unfinished.clone();
             }
+            Readiness::NotBefore(_) => {
+                next.attempt = task.attempt;
+                next.status = TaskStatus::Waiting;
+                next.waiting_on.clear();
+            }
             Readiness::UpstreamFailed(dependency, status) => {
                 return Err(AppError::Conflict(format!(
                     "task {dependency}, which this task depends on, is {status}: retry it first"
@@ -202,9 +221,19 @@ impl TaskService {
         Ok(())
     }
 
-    /// After `task` was stored in a new state: if it finished, the tasks
-    /// waiting on it follow, in the background.
+    /// After `task` was stored in a new state: a failure with attempts left
+    /// waits for its automatic retry; otherwise, if it finished, the tasks
+    /// waiting on it follow. In the background either way.
     pub(super) fn release_dependents_of(&self, task: &Task) {
+        if let Some(at) = task.automatic_retry_at(Utc::now()) {
+            let (service, id, attempt) = (self.clone(), task.id, task.attempt);
+            tokio::spawn(async move {
+                if let Err(e) = service.schedule_retry(id, attempt, at).await {
+                    tracing::debug!(task = %id, error = %e, "automatic retry not scheduled");
+                }
+            });
+            return;
+        }
         if !matches!(
             task.status,
             TaskStatus::Done | TaskStatus::Failed | TaskStatus::Cancelled
@@ -228,6 +257,45 @@ impl TaskService {
         });
     }
 
+    /// Puts a failed attempt's task in `waiting` until `at`, for its next
+    /// attempt; its error stays until then.
+    async fn schedule_retry(&self, id: TaskId, attempt: u32, at: DateTime<Utc>) -> Result<(), AppError> {
+        let now = Utc::now();
+        let waiting = self
+            .update_task(id, |task| {
+                if task.status != TaskStatus::Failed || task.attempt != attempt {
+                    return Ok(None);
+                }
+                let mut next = task.clone();
+                next.move_to(TaskStatus::Waiting, now);
+                next.error = task.error.clone();
+                next.run_at = Some(at);
+                next.updated_at = now;
+                Ok(Some(next))
+            })
+            .await?;
+        if let Some(task) = waiting {
+            tracing::info!(task = %id, attempt, retry_at = %at, "failed attempt to be retried automatically");
+            self.metrics.task_moved(&task);
+            self.events.publish(&Event::TaskUpdated(task));
+            self.wake_at(id, at);
+        }
+        Ok(())
+    }
+
+    /// Looks at waiting task `id` again at `at` (the sweep covers a restart
+    /// in between).
+    pub(super) fn wake_at(&self, id: TaskId, at: DateTime<Utc>) {
+        let service = self.clone();
+        let delay = (at - Utc::now()).to_std().unwrap_or_default();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Err(e) = service.reevaluate(id).await {
+                tracing::debug!(task = %id, error = %e, "waiting task not looked at; the sweep will");
+            }
+        });
+    }
+
     /// Looks at a waiting task's dependencies again and moves it on if it
     /// can: queued (room permitting), failed, or waiting on fewer.
     pub async fn reevaluate(&self, id: TaskId) -> Result<Option<Task>, AppError> {
@@ -244,7 +312,7 @@ impl TaskService {
             .into_iter()
             .map(|s| s.task)
             .collect();
-        let readiness = readiness(&stored.task, &deps);
+        let readiness = readiness(&stored.task, &deps, Utc::now());
         let admission = match readiness {
             // A full queue leaves it waiting; the sweep tries again.
             Readiness::Ready(_) => match self.queue.admit() {
@@ -270,6 +338,8 @@ impl TaskService {
                         next.waiting_on = unfinished.clone();
                     }
                     Readiness::Waiting(_) => return Ok(None),
+                    Readiness::NotBefore(_) if !task.waiting_on.is_empty() => next.waiting_on.clear(),
+                    Readiness::NotBefore(_) => return Ok(None),
                     Readiness::UpstreamFailed(dependency, status) => {
                         next.move_to(TaskStatus::Failed, now);
                         next.error = Some(upstream_error(*dependency, *status));
@@ -355,12 +425,12 @@ mod tests {
         );
         let task = task_with_deps(&[&a, &b], UpstreamPolicy::Fail);
         assert_eq!(
-            readiness(&task, &[a.clone(), b.clone()]),
+            readiness(&task, &[a.clone(), b.clone()], Utc::now()),
             Readiness::Waiting(vec![b.id])
         );
         let b = in_status(TaskStatus::Done, "tests");
         let task = task_with_deps(&[&a, &b], UpstreamPolicy::Fail);
-        let Readiness::Ready(results) = readiness(&task, &[b.clone(), a.clone()]) else {
+        let Readiness::Ready(results) = readiness(&task, &[b.clone(), a.clone()], Utc::now()) else {
             panic!()
         };
         let outputs: Vec<&str> = results.iter().map(|r| r.output.as_str()).collect();
@@ -380,10 +450,13 @@ mod tests {
         );
         let fail = task_with_deps(&[&a, &b], UpstreamPolicy::Fail);
         assert_eq!(
-            readiness(&fail, &[a.clone(), b.clone()]),
+            readiness(&fail, &[a.clone(), b.clone()], Utc::now()),
             Readiness::UpstreamFailed(a.id, TaskStatus::Failed)
         );
         let wait = task_with_deps(&[&a, &b], UpstreamPolicy::Wait);
-        assert_eq!(readiness(&wait, &[a.clone(), b]), Readiness::Waiting(vec![a.id]));
+        assert_eq!(
+            readiness(&wait, &[a.clone(), b], Utc::now()),
+            Readiness::Waiting(vec![a.id])
+        );
     }
 }
