@@ -303,6 +303,7 @@ impl From<PriorityArg> for Priority {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum StatusArg {
     Todo,
+    Waiting,
     Queued,
     Running,
     Review,
@@ -350,6 +351,17 @@ mod tests {
         for p in PriorityArg::value_variants() {
             let api = serde_json::to_value(Priority::from(*p)).unwrap();
             assert_eq!(api, serde_json::json!(value_name(p)));
+        }
+    }
+
+    #[test]
+    fn every_status_the_api_has_can_be_asked_for() {
+        let offered: Vec<String> = StatusArg::value_variants().iter().map(value_name).collect();
+        for status in vapora_shared::TaskStatus::ALL {
+            assert!(
+                offered.iter().any(|o| o == status.as_str()),
+                "--status {status} is missing"
+            );
         }
     }
 
