@@ -25,7 +25,7 @@ pub enum ExecutionError {
 pub struct Assignment<'a> {
     pub role: &'a Role,
     pub title: &'a str,
-    pub description: &'a str,
+    pub description: Cow<'a, str>,
     /// Sections after the description (see [`PromptContext`]).
     pub context: Cow<'a, [PromptContext]>,
 }
@@ -35,7 +35,7 @@ impl<'a> From<&'a Task> for Assignment<'a> {
         Self {
             role: &task.role,
             title: &task.title,
-            description: &task.description,
+            description: task.prompt_description(),
             context: Cow::Owned(task.prompt_context()),
         }
     }
@@ -46,7 +46,7 @@ impl<'a> From<&'a TaskAttempt> for Assignment<'a> {
         Self {
             role: &attempt.role,
             title: &attempt.title,
-            description: &attempt.description,
+            description: Cow::Borrowed(&attempt.description),
             context: Cow::Borrowed(&attempt.context),
         }
     }
@@ -62,7 +62,7 @@ pub fn build_request(roles: &RoleCatalog, task: Assignment<'_>) -> Result<ChatRe
     let mut user = format!("Task: {}", task.title);
     if !task.description.trim().is_empty() {
         user.push_str("\n\n");
-        user.push_str(task.description);
+        user.push_str(&task.description);
     }
     for section in task.context.iter() {
         user.push_str(&format!("\n\n## {}\n\n{}", section.label, section.text));
@@ -127,7 +127,7 @@ mod tests {
         let assignment = Assignment {
             role: &role,
             title: "Write main",
-            description: "In Rust.",
+            description: Cow::Borrowed("In Rust."),
             context: Cow::Borrowed(&context),
         };
         let request = build_request(&RoleCatalog::builtin(), assignment).unwrap();

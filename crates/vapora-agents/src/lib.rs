@@ -20,4 +20,4 @@ pub mod worker;
 
 pub use attempt::{AttemptOutcome, AttemptSpec, Claim, OutputLimits, ReportSink, SinkError, run_attempt};
 pub use executor::{Assignment, ExecutionError, execute};
-pub use roles::{RoleCatalog, RoleCatalogError};
+pub use roles::{RetryDefaults, RoleCatalog, RoleCatalogError};

@@ -1,4 +1,5 @@
-//! The role catalog: which roles exist and their system prompts.
+//! The role catalog: which roles exist, their system prompts, and the
+//! retry policy a role's tasks get when they ask for none.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,14 @@ pub const DEFAULT_ROLES_TOML: &str = include_str!("../../../config/roles.toml");
 #[derive(Debug, Clone)]
 pub struct RoleCatalog {
     prompts: BTreeMap<Role, String>,
+    retries: BTreeMap<Role, RetryDefaults>,
+}
+
+/// A role's default automatic-retry policy (see `vapora_shared::Task`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct RetryDefaults {
+    pub max_attempts: Option<u32>,
+    pub retry_backoff_secs: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +30,8 @@ pub enum RoleCatalogError {
     Role(#[from] RoleError),
     #[error("roles file defines no roles")]
     Empty,
+    #[error("roles file: {0}")]
+    Retry(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -31,21 +42,46 @@ struct RolesFile {
 #[derive(Debug, Deserialize)]
 struct RoleEntry {
     system_prompt: String,
+    #[serde(flatten)]
+    retries: RetryDefaults,
 }
 
 impl RoleCatalog {
     /// Parses a roles file (see `config/roles.toml`).
     pub fn from_toml(text: &str) -> Result<Self, RoleCatalogError> {
         let file: RolesFile = toml::from_str(text)?;
-        let prompts = file
-            .roles
-            .into_iter()
-            .map(|(name, entry)| Ok((Role::parse(&name)?, entry.system_prompt)))
-            .collect::<Result<BTreeMap<_, _>, RoleError>>()?;
+        let mut prompts = BTreeMap::new();
+        let mut retries = BTreeMap::new();
+        for (name, entry) in file.roles {
+            let role = Role::parse(&name)?;
+            let bounds = [
+                (
+                    "max_attempts",
+                    entry.retries.max_attempts,
+                    1,
+                    vapora_shared::task::MAX_ATTEMPTS,
+                ),
+                (
+                    "retry_backoff_secs",
+                    entry.retries.retry_backoff_secs,
+                    0,
+                    vapora_shared::task::MAX_RETRY_BACKOFF_SECS,
+                ),
+            ];
+            for (field, value, min, max) in bounds {
+                if let Some(value) = value.filter(|v| !(min..=max).contains(v)) {
+                    return Err(RoleCatalogError::Retry(format!(
+                        "role {name}: {field} must be between {min} and {max}, got {value}"
+                    )));
+                }
+            }
+            retries.insert(role.clone(), entry.retries);
+            prompts.insert(role, entry.system_prompt);
+        }
         if prompts.is_empty() {
             return Err(RoleCatalogError::Empty);
         }
-        Ok(Self { prompts })
+        Ok(Self { prompts, retries })
     }
 
     pub fn builtin() -> Self {
@@ -58,6 +94,11 @@ impl RoleCatalog {
 
     pub fn system_prompt(&self, role: &Role) -> Option<&str> {
         self.prompts.get(role).map(String::as_str)
+    }
+
+    /// The retry policy of `role`'s tasks that ask for none.
+    pub fn retry_defaults(&self, role: &Role) -> RetryDefaults {
+        self.retries.get(role).copied().unwrap_or_default()
     }
 
     pub fn roles(&self) -> impl Iterator<Item = &Role> {
@@ -82,5 +123,6 @@ mod tests {
         assert!(RoleCatalog::from_toml("roles = 3").is_err());
         assert!(RoleCatalog::from_toml("[roles]").is_err());
         assert!(RoleCatalog::from_toml("[roles.Bad]\nsystem_prompt = 'x'").is_err());
+        assert!(RoleCatalog::from_toml("[roles.dev]\nsystem_prompt = 'x'\nmax_attempts = 0").is_err());
     }
 }

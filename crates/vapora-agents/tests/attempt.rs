@@ -117,7 +117,7 @@ async fn run(
         assignment: Assignment {
             role: &role,
             title: "t",
-            description: "",
+            description: "".into(),
             context: Default::default(),
         },
         timeout: None,

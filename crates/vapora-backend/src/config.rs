@@ -33,6 +33,9 @@ pub struct Settings {
     /// System prompts per role. When `None`, `config/roles.toml` is used if
     /// present, else the built-in set (the same file, compiled in).
     pub roles_file: Option<PathBuf>,
+    /// Workflow templates (`VAPORA_WORKFLOWS_FILE`). When `None`,
+    /// `config/workflows.toml` is used if present, else the built-in set.
+    pub workflows_file: Option<PathBuf>,
     /// Live events buffered per WebSocket/SSE client; one that falls
     /// further behind catches up from the event window.
     pub ws_buffer: usize,
@@ -131,6 +134,7 @@ impl Default for Settings {
             queue_capacity: 10_000,
             workers_per_role: 2,
             roles_file: None,
+            workflows_file: None,
             ws_buffer: 1024,
             event_window: 10_000,
             dashboard_dir: None,
@@ -192,6 +196,7 @@ impl Settings {
                 "VAPORA_WORKERS_PER_ROLE",
             )?,
             roles_file: get("VAPORA_ROLES_FILE").map(PathBuf::from),
+            workflows_file: get("VAPORA_WORKFLOWS_FILE").map(PathBuf::from),
             dashboard_dir: get("VAPORA_DASHBOARD_DIR").map(PathBuf::from),
             ws_buffer: positive(
                 parse(&get, "VAPORA_WS_BUFFER", defaults.ws_buffer)?,

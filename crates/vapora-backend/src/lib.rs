@@ -27,6 +27,7 @@ pub mod services;
 pub mod startup;
 pub mod storage;
 pub mod swarm;
+pub mod workflows;
 
 pub use config::Settings;
 pub use startup::{Application, shutdown_signal};

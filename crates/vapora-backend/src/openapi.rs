@@ -44,6 +44,7 @@ const SCHEME: &str = "api_key";
         (name = "agents", description = "The agent registry (read-only)"),
         (name = "keys", description = "API keys: admins manage them; every key can read itself"),
         (name = "events", description = "The live event feed, over WebSocket or Server-Sent Events, resumable by sequence number"),
+        (name = "workflows", description = "Workflow templates, their runs (one task per stage), and schedules"),
         (name = "budgets", description = "What the results cost per role, and the LLM budgets"),
         (name = "operations", description = "Probes and metrics, for orchestrators and scrapers"),
     ),

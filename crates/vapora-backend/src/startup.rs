@@ -23,6 +23,7 @@ use crate::services::cancellations::RunningTasks;
 use crate::storage::{Database, StorageError};
 use crate::swarm::pool::{self, PoolContext, PoolShutdown};
 use crate::swarm::reports::ReportIntake;
+use crate::workflows::TemplateCatalog;
 
 /// How long aborted workers get to record their interrupted tasks.
 const ABORT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -37,6 +38,8 @@ pub enum StartupError {
     RolesFile { path: String, source: std::io::Error },
     #[error(transparent)]
     Roles(#[from] RoleCatalogError),
+    #[error("workflows file {path}: {reason}")]
+    WorkflowsFile { path: String, reason: String },
     #[error(transparent)]
     Broker(#[from] BrokerError),
     #[error("LLM provider: {0}")]
@@ -91,7 +94,9 @@ impl Application {
         tracing::info!(roles = roles.roles().count(), "role catalog loaded");
 
         let running = RunningTasks::default();
-        let mut state = AppState::new(&settings, db.clone(), roles.clone(), running.clone());
+        let workflows = load_workflows(settings.workflows_file.as_deref(), &roles).await?;
+        tracing::info!(templates = workflows.len(), "workflow templates loaded");
+        let mut state = AppState::new(&settings, db.clone(), roles.clone(), running.clone(), workflows);
         match &state.keys {
             Some(keys) => {
                 ensure_admin_key(keys, settings.admin_key.as_ref(), &settings.admin_key_file).await?
@@ -334,6 +339,33 @@ async fn load_roles(configured: Option<&std::path::Path>) -> Result<RoleCatalog,
 }
 
 const DEFAULT_ROLES_FILE: &str = "config/roles.toml";
+
+/// Reads the workflow templates file as [`load_roles`] reads the roles
+/// file, and checks each template against the roles.
+async fn load_workflows(
+    configured: Option<&std::path::Path>,
+    roles: &RoleCatalog,
+) -> Result<std::collections::BTreeMap<String, vapora_shared::WorkflowTemplate>, StartupError> {
+    let path = configured.unwrap_or(std::path::Path::new(DEFAULT_WORKFLOWS_FILE));
+    let text = match tokio::fs::read_to_string(path).await {
+        Ok(text) => text,
+        Err(e) if configured.is_none() && e.kind() == std::io::ErrorKind::NotFound => {
+            crate::workflows::templates::DEFAULT_WORKFLOWS_TOML.to_owned()
+        }
+        Err(e) => {
+            return Err(StartupError::WorkflowsFile {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            });
+        }
+    };
+    TemplateCatalog::parse_file(&text, roles).map_err(|e| StartupError::WorkflowsFile {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+const DEFAULT_WORKFLOWS_FILE: &str = "config/workflows.toml";
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 pub async fn shutdown_signal() {

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Agent, AgentId, Project, ProjectId, Task, TaskId};
+use crate::{Agent, AgentId, Project, ProjectId, Task, TaskId, WorkflowRun};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
@@ -25,6 +25,14 @@ pub enum Event {
     TaskProgress(TaskProgress),
     #[serde(rename = "agent.updated")]
     AgentUpdated(Agent),
+    #[serde(rename = "workflow.created")]
+    WorkflowCreated(WorkflowRun),
+    /// Sent when a stage's status, and with it maybe the run's, changed.
+    #[serde(rename = "workflow.updated")]
+    WorkflowUpdated(WorkflowRun),
+    /// Sent once, for the change that made the run `done` or `cancelled`.
+    #[serde(rename = "workflow.finished")]
+    WorkflowFinished(WorkflowRun),
 }
 
 /// A chunk of output streamed while an agent works.
@@ -49,6 +57,9 @@ impl Event {
             Self::TaskCreated(t) | Self::TaskUpdated(t) => Some(t.project_id),
             Self::TaskProgress(p) => Some(p.project_id),
             Self::AgentUpdated(_) => None,
+            Self::WorkflowCreated(r) | Self::WorkflowUpdated(r) | Self::WorkflowFinished(r) => {
+                Some(r.project_id)
+            }
         }
     }
 }

@@ -53,6 +53,10 @@ uuid_id!(
     /// Identifies a [`crate::Task`].
     TaskId
 );
+uuid_id!(
+    /// Identifies a [`crate::WorkflowRun`].
+    WorkflowId
+);
 
 /// Identifies an agent worker, in process or remote.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]

@@ -17,13 +17,17 @@ pub mod task;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod wire;
+pub mod workflow;
+pub mod workflow_run;
 
 pub use agent::{Agent, AgentStatus};
 pub use event::{Event, TaskProgress};
-pub use ids::{AgentId, ProjectId, TaskId};
+pub use ids::{AgentId, ProjectId, TaskId, WorkflowId};
 pub use project::{NewProject, Project, ProjectPatch};
 pub use role::{DEFAULT_ROLES, Role, RoleError};
 pub use task::{
     NewTask, Priority, PromptContext, RejectTask, Rejection, TIMED_OUT, Task, TaskPatch, TaskResult,
     TaskStatus, TransitionError, UPSTREAM_FAILED, UpstreamPolicy, UpstreamResult, ValidationError,
 };
+pub use workflow::{StageTemplate, WorkflowTemplate};
+pub use workflow_run::{NewWorkflow, StageOf, StageRun, WorkflowRun, WorkflowStatus};

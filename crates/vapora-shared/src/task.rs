@@ -212,6 +212,9 @@ pub struct Task {
     /// Wait before the first automatic retry; doubled for each next one.
     #[serde(default = "default_backoff")]
     pub retry_backoff_secs: u32,
+    /// The workflow run and stage this task is, if it is one.
+    #[serde(default)]
+    pub workflow: Option<crate::StageOf>,
 }
 
 fn default_backoff() -> u32 {
@@ -260,6 +263,10 @@ pub struct UpstreamResult {
     pub title: String,
     pub role: Role,
     pub output: String,
+    /// Its workflow stage, when it is one: what `{{ stages.NAME.output }}`
+    /// in the dependent's prompt names.
+    #[serde(default)]
+    pub stage: Option<String>,
 }
 
 /// A result in review that a person rejected, and their comment.
@@ -291,12 +298,39 @@ pub struct PromptContext {
 }
 
 impl Task {
+    /// The description as the agent gets it: a workflow stage's
+    /// `{{ stages.NAME.output }}` placeholders filled with its dependencies'
+    /// results.
+    pub fn prompt_description(&self) -> std::borrow::Cow<'_, str> {
+        if self.workflow.is_none() || self.upstream.is_empty() {
+            return std::borrow::Cow::Borrowed(&self.description);
+        }
+        std::borrow::Cow::Owned(crate::workflow::render(
+            &self.description,
+            |placeholder| match placeholder {
+                crate::workflow::Placeholder::StageOutput(stage) => self
+                    .upstream
+                    .iter()
+                    .find(|done| done.stage.as_deref() == Some(stage))
+                    .map(|done| done.output.as_str()),
+                crate::workflow::Placeholder::Input(_) => None,
+            },
+        ))
+    }
+
     /// What the next attempt's prompt carries besides title and
     /// description.
     pub fn prompt_context(&self) -> Vec<PromptContext> {
+        let named = crate::workflow::placeholders(&self.description);
         let mut context: Vec<PromptContext> = self
             .upstream
             .iter()
+            // A result the description places itself is not repeated.
+            .filter(|done| {
+                done.stage
+                    .as_deref()
+                    .is_none_or(|stage| !named.contains(&crate::workflow::Placeholder::StageOutput(stage)))
+            })
             .map(|done| PromptContext {
                 label: format!(
                     "Result of the {} task \"{}\", which this task builds on",
@@ -485,6 +519,7 @@ impl NewTask {
             run_at: self.run_at,
             max_attempts: self.max_attempts.unwrap_or(1),
             retry_backoff_secs: self.retry_backoff_secs.unwrap_or(DEFAULT_RETRY_BACKOFF_SECS),
+            workflow: None,
         })
     }
 }

@@ -12,6 +12,7 @@ pub mod sse;
 pub mod state;
 pub mod task_queue;
 pub mod tasks;
+pub mod workflows;
 pub mod ws;
 
 use axum::Router;
@@ -50,6 +51,12 @@ pub fn router(state: AppState, metrics_require_key: bool) -> Router {
         .routes(routes!(agents::list))
         .routes(routes!(agents::get))
         .routes(routes!(budgets::report))
+        .routes(routes!(workflows::create, workflows::list))
+        .routes(routes!(workflows::get))
+        .routes(routes!(workflows::cancel))
+        .routes(routes!(workflows::retry_stage))
+        .routes(routes!(workflows::create_template, workflows::list_templates))
+        .routes(routes!(workflows::get_template))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
         .routes(routes!(keys::me))

@@ -22,6 +22,7 @@ use crate::queue::SharedTaskQueue;
 use crate::services::{ProjectService, TaskService};
 use crate::storage::Database;
 use crate::swarm::registry::AgentRegistry;
+use crate::workflows::{TemplateCatalog, WorkflowService};
 
 /// The state as handlers receive it: one `Arc` for the whole state, so
 /// handing it to a request is a single reference-count bump.
@@ -31,6 +32,7 @@ pub type SharedState = std::sync::Arc<AppState>;
 pub struct AppState {
     pub project_service: ProjectService,
     pub task_service: TaskService,
+    pub workflow_service: WorkflowService,
     pub agent_registry: AgentRegistry,
     pub task_queue: SharedTaskQueue,
     pub events: EventBus,
@@ -55,21 +57,30 @@ impl AppState {
         db: Database,
         roles: vapora_agents::RoleCatalog,
         running: crate::services::cancellations::RunningTasks,
+        workflows: std::collections::BTreeMap<String, vapora_shared::WorkflowTemplate>,
     ) -> Self {
         let events = EventBus::new(settings.ws_buffer, settings.event_window);
         let task_queue = SharedTaskQueue::new(settings.queue_capacity);
         let metrics = Metrics::default();
+        let task_service = TaskService::new(
+            db.clone(),
+            task_queue.clone(),
+            events.clone(),
+            roles.clone(),
+            running,
+            metrics.clone(),
+            crate::replicas::new_replica_id(),
+        );
+        let templates = TemplateCatalog::new(workflows, db.clone(), roles);
         Self {
             project_service: ProjectService::new(db.clone(), events.clone()),
-            task_service: TaskService::new(
+            workflow_service: WorkflowService::new(
                 db.clone(),
-                task_queue.clone(),
+                task_service.clone(),
                 events.clone(),
-                roles,
-                running,
-                metrics.clone(),
-                crate::replicas::new_replica_id(),
+                templates,
             ),
+            task_service,
             agent_registry: AgentRegistry::new(settings.agent_evict_after),
             task_queue,
             events,

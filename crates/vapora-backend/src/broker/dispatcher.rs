@@ -119,7 +119,7 @@ fn attempt_of(task: &Task) -> TaskAttempt {
         role: task.role.clone(),
         priority: task.priority,
         title: task.title.clone(),
-        description: task.description.clone(),
+        description: task.prompt_description().into_owned(),
         dispatched_at: Utc::now(),
         context: task.prompt_context(),
         timeout_secs: task.timeout_secs,

@@ -6,7 +6,7 @@ pub mod cancellations;
 pub mod dispatch_times;
 pub mod dispatches;
 pub mod history;
-pub mod page;
+pub(crate) mod page;
 pub mod projects;
 pub mod replica_queues;
 pub mod tasks;

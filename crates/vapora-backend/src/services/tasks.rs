@@ -90,7 +90,7 @@ impl TaskService {
         &self.running
     }
 
-    fn check_role(&self, role: &vapora_shared::Role) -> Result<(), AppError> {
+    pub(crate) fn check_role(&self, role: &vapora_shared::Role) -> Result<(), AppError> {
         if self.roles.contains(role) {
             return Ok(());
         }
@@ -101,16 +101,32 @@ impl TaskService {
         ))
     }
 
-    fn admit(&self) -> Result<Admission, AppError> {
+    pub(crate) fn admit(&self) -> Result<Admission, AppError> {
         self.queue.admit().map_err(|_| AppError::QueueFull {
             capacity: self.queue.capacity(),
             retry_after: Duration::from_secs(1),
         })
     }
 
-    pub async fn create(&self, new: NewTask) -> Result<Task, AppError> {
+    pub async fn create(&self, mut new: NewTask) -> Result<Task, AppError> {
+        self.apply_role_defaults(&mut new);
         let dispatch = new.dispatch;
-        let mut task = new.into_task(Utc::now())?;
+        let task = new.into_task(Utc::now())?;
+        self.create_task(task, dispatch).await
+    }
+
+    /// Fills in the retry policy the task's role sets (`config/roles.toml`)
+    /// where the request gives none.
+    pub fn apply_role_defaults(&self, new: &mut NewTask) {
+        let defaults = self.roles.retry_defaults(&new.role);
+        new.max_attempts = new.max_attempts.or(defaults.max_attempts);
+        new.retry_backoff_secs = new.retry_backoff_secs.or(defaults.retry_backoff_secs);
+    }
+
+    /// Stores a task built from a valid request (its role and dependencies
+    /// are checked here), queued, waiting or in `todo` as `dispatch` and
+    /// its dependencies say; announced once stored.
+    pub async fn create_task(&self, mut task: Task, dispatch: bool) -> Result<Task, AppError> {
         self.check_role(&task.role)?;
         let deps = self.dependencies_of(task.project_id, &task.depends_on).await?;
         let start = Self::place_new(&mut task, &deps, dispatch);
@@ -151,6 +167,17 @@ impl TaskService {
                 format!("project {} does not exist", task.project_id),
             ));
         }
+        Ok(self.announce_new(task, admission).await)
+    }
+
+    /// A task just stored: announced, counted, and queued (with the room
+    /// `admission` took) or woken at its `run_at`.
+    pub(crate) async fn announce_new(&self, task: Task, admission: Option<Admission>) -> Task {
+        if task.status == TaskStatus::Waiting
+            && let Some(at) = task.run_at
+        {
+            self.wake_at(task.id, at);
+        }
         self.events.publish(&Event::TaskCreated(task.clone()));
         self.metrics.task_created();
         if let Some(admission) = admission {
@@ -158,7 +185,7 @@ impl TaskService {
                 .push(task.id, task.attempt, task.role.clone(), task.priority, admission)
                 .await;
         }
-        Ok(task)
+        task
     }
 
     pub async fn get(&self, id: TaskId) -> Result<Task, AppError> {

@@ -81,6 +81,7 @@ pub fn readiness(task: &Task, deps: &[Task], now: DateTime<Utc>) -> Readiness {
                 title: d.title.clone(),
                 role: d.role.clone(),
                 output: d.result.as_ref().map(|r| r.output.clone()).unwrap_or_default(),
+                stage: d.workflow.as_ref().map(|w| w.stage.clone()),
             })
             .collect(),
     )
@@ -132,7 +133,7 @@ impl TaskService {
     /// `queued` with their results, `waiting`, or `failed` (an upstream
     /// failure it follows). Not dispatched yet (`todo`), it stays there and
     /// only notes what it waits on.
-    pub(super) fn place_new(task: &mut Task, deps: &[Task], dispatch: bool) -> TaskStatus {
+    pub(crate) fn place_new(task: &mut Task, deps: &[Task], dispatch: bool) -> TaskStatus {
         let queued_or_todo = if dispatch {
             TaskStatus::Queued
         } else {
@@ -221,10 +222,14 @@ impl TaskService {
         Ok(())
     }
 
-    /// After `task` was stored in a new state: a failure with attempts left
-    /// waits for its automatic retry; otherwise, if it finished, the tasks
-    /// waiting on it follow. In the background either way.
+    /// After `task` was stored in a new state: its workflow run, if any,
+    /// looks at it again; a failure with attempts left waits for its
+    /// automatic retry; otherwise, if it finished, the tasks waiting on it
+    /// follow. In the background each.
     pub(super) fn release_dependents_of(&self, task: &Task) {
+        if let Some(stage) = &task.workflow {
+            crate::workflows::runs::follow_stage(self.db.clone(), self.events.clone(), stage.run_id);
+        }
         if let Some(at) = task.automatic_retry_at(Utc::now()) {
             let (service, id, attempt) = (self.clone(), task.id, task.attempt);
             tokio::spawn(async move {
@@ -285,7 +290,7 @@ impl TaskService {
 
     /// Looks at waiting task `id` again at `at` (the sweep covers a restart
     /// in between).
-    pub(super) fn wake_at(&self, id: TaskId, at: DateTime<Utc>) {
+    pub(crate) fn wake_at(&self, id: TaskId, at: DateTime<Utc>) {
         let service = self.clone();
         let delay = (at - Utc::now()).to_std().unwrap_or_default();
         tokio::spawn(async move {
@@ -313,6 +318,12 @@ impl TaskService {
             .map(|s| s.task)
             .collect();
         let readiness = readiness(&stored.task, &deps, Utc::now());
+        if let Readiness::NotBefore(at) = readiness
+            && (at - Utc::now()).to_std().unwrap_or_default() < SWEEP_EVERY
+        {
+            // Sooner than the next sweep: a timer of its own.
+            self.wake_at(id, at);
+        }
         let admission = match readiness {
             // A full queue leaves it waiting; the sweep tries again.
             Readiness::Ready(_) => match self.queue.admit() {

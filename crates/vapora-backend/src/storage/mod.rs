@@ -17,6 +17,7 @@ mod spend;
 mod task_history;
 mod task_inserts;
 mod tasks;
+mod workflows;
 
 pub use dead_letters::DeadLetter;
 pub use idempotency::{IdempotencyClaim, IdempotencyRecord};
@@ -25,6 +26,7 @@ pub use spend::RoleSpend;
 pub use task_history::{HistoryPage, StaleReport, Transition};
 pub use task_inserts::TaskInserts;
 pub use tasks::{StoredTask, TaskFilter, TaskInsert, TaskWrite};
+pub use workflows::{RunFilter, StoredRun};
 
 use std::future::IntoFuture;
 use std::sync::Arc;
@@ -100,11 +102,16 @@ DEFINE FIELD OVERWRITE upstream[*].task_id ON task TYPE string;
 DEFINE FIELD OVERWRITE upstream[*].title ON task TYPE string;
 DEFINE FIELD OVERWRITE upstream[*].role ON task TYPE string;
 DEFINE FIELD OVERWRITE upstream[*].output ON task TYPE string;
+DEFINE FIELD OVERWRITE upstream[*].stage ON task TYPE option<string>;
 -- Not queued before `run_at`; failed attempts retried by themselves up to
 -- `max_attempts`, after a backoff that doubles (see `services::waiting`).
 DEFINE FIELD OVERWRITE run_at ON task TYPE option<string>;
 DEFINE FIELD OVERWRITE max_attempts ON task TYPE int DEFAULT 1;
 DEFINE FIELD OVERWRITE retry_backoff_secs ON task TYPE int DEFAULT 5;
+-- The workflow run and stage the task is (see `crate::workflows`).
+DEFINE FIELD OVERWRITE workflow ON task TYPE option<object>;
+DEFINE FIELD OVERWRITE workflow.run_id ON task TYPE string;
+DEFINE FIELD OVERWRITE workflow.stage ON task TYPE string;
 -- Optimistic-concurrency revision: every write must name the revision it read.
 DEFINE FIELD OVERWRITE rev ON task TYPE int;
 -- The backend replica whose in-memory queue holds the task while it waits
@@ -182,6 +189,23 @@ DEFINE INDEX OVERWRITE idempotency_expiry ON idempotency FIELDS expires_at;
 -- database's clock, so replicas' clocks need not agree.
 DEFINE TABLE OVERWRITE replica_lease SCHEMAFULL;
 DEFINE FIELD OVERWRITE expires_at ON replica_lease TYPE datetime;
+
+-- Workflow templates made over the API, keyed by name (those of
+-- `config/workflows.toml` are read from the file). The template whole, as
+-- JSON: `WorkflowTemplate::validate` checks its shape before it is stored.
+DEFINE TABLE OVERWRITE workflow_template SCHEMAFULL;
+DEFINE FIELD OVERWRITE body ON workflow_template TYPE string;
+
+-- Workflow runs (see `crate::workflows`). Schemaless for `inputs`, whose
+-- keys are the template's; the fields that are queried are typed.
+DEFINE TABLE OVERWRITE workflow_run SCHEMALESS;
+DEFINE FIELD OVERWRITE project_id ON workflow_run TYPE string;
+DEFINE FIELD OVERWRITE template ON workflow_run TYPE string;
+DEFINE FIELD OVERWRITE status ON workflow_run TYPE string
+    ASSERT $value IN ['running', 'awaiting_approval', 'failed', 'done', 'cancelled'];
+DEFINE FIELD OVERWRITE stages ON workflow_run TYPE array<object>;
+DEFINE FIELD OVERWRITE rev ON workflow_run TYPE int;
+DEFINE INDEX OVERWRITE workflow_run_project ON workflow_run FIELDS project_id;
 
 -- Spend per LLM budget in its current period, keyed by budget key.
 DEFINE TABLE OVERWRITE budget_spend SCHEMAFULL;

@@ -125,6 +125,18 @@ impl Database {
     /// write, as statements are what SurrealDB charges for. Conflicts with
     /// other inserts on the same guard are retried.
     pub async fn insert_tasks(&self, tasks: &[Task], replica: &str) -> Result<TaskInsert, StorageError> {
+        self.insert_tasks_with(tasks, replica, None).await
+    }
+
+    /// As [`Self::insert_tasks`], creating `also` (a `(table, id, content)`
+    /// record) in the same transaction: a workflow run and its stages are
+    /// stored together or not at all.
+    pub(super) async fn insert_tasks_with(
+        &self,
+        tasks: &[Task],
+        replica: &str,
+        also: Option<(&str, String, serde_json::Value)>,
+    ) -> Result<TaskInsert, StorageError> {
         const MAX_CONFLICTS: u32 = 64;
         let mut guards = Vec::new();
         let mut contents = Vec::with_capacity(tasks.len());
@@ -156,8 +168,15 @@ impl Database {
             FOR $t IN $tasks {
                 CREATE type::record('task', $t.id) CONTENT $t.content RETURN NONE;
             };
+            FOR $r IN $also {
+                CREATE type::record($r.table, $r.id) CONTENT $r.content RETURN NONE;
+            };
             COMMIT TRANSACTION;";
-        let vars = json!({ "guards": guards, "tasks": contents });
+        let also: Vec<_> = also
+            .into_iter()
+            .map(|(table, id, content)| json!({ "table": table, "id": id, "content": content }))
+            .collect();
+        let vars = json!({ "guards": guards, "tasks": contents, "also": also });
         for race in 0..MAX_CONFLICTS {
             match self.transact(sql, vars.clone()).await? {
                 Transaction::Committed => return Ok(TaskInsert::Stored),

@@ -20,3 +20,4 @@ mod shared_state;
 mod support;
 mod timeouts;
 mod websocket;
+mod workflows;

@@ -98,15 +98,26 @@ pub enum Protocol {
     Gemini,
 }
 
-#[derive(Debug)]
+/// Picks the answer to a request from its body (`None`: the usual script).
+type Responder = Arc<dyn Fn(&Value) -> Option<Script> + Send + Sync>;
+
 struct Shared {
     protocol: Protocol,
     default: Mutex<Script>,
     scripts: Mutex<VecDeque<Script>>,
     requests: Mutex<Vec<Value>>,
+    responder: Mutex<Option<Responder>>,
     /// Streams whose client went away before the last chunk was sent.
     dropped: AtomicUsize,
     completed: AtomicUsize,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A running fake server; it stops when dropped.
@@ -131,6 +142,7 @@ impl FakeProvider {
             default: Mutex::new(default),
             scripts: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
+            responder: Mutex::new(None),
             dropped: AtomicUsize::new(0),
             completed: AtomicUsize::new(0),
         });
@@ -166,6 +178,12 @@ impl FakeProvider {
 
     pub fn set_default(&self, script: Script) {
         *lock(&self.shared.default) = script;
+    }
+
+    /// Answers each request `responder` has a script for with that script
+    /// (before queued ones): for answers that depend on the prompt.
+    pub fn respond_with(&self, responder: impl Fn(&Value) -> Option<Script> + Send + Sync + 'static) {
+        *lock(&self.shared.responder) = Some(Arc::new(responder));
     }
 
     /// Bodies of every request received so far.
@@ -207,9 +225,13 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: axum::http::Uri, body: Byt
         Err(e) => return (StatusCode::BAD_REQUEST, format!("bad json: {e}")).into_response(),
     };
     lock(&shared.requests).push(request.clone());
-    let script = lock(&shared.scripts)
-        .pop_front()
-        .unwrap_or_else(|| lock(&shared.default).clone());
+    let responder = lock(&shared.responder).clone();
+    let script = match responder.and_then(|respond| respond(&request)) {
+        Some(script) => script,
+        None => lock(&shared.scripts)
+            .pop_front()
+            .unwrap_or_else(|| lock(&shared.default).clone()),
+    };
     tokio::time::sleep(script.delay).await;
     let extra_headers = script.headers.clone();
 
