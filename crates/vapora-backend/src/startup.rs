@@ -142,6 +142,8 @@ impl Application {
         // Waiting tasks whose dependencies finished while no backend ran
         // (or whose release was lost) move on now, then every few seconds.
         workers.spawn(state.task_service.clone().sweep_waiting(state.shutdown.clone()));
+        // Schedules fire from every replica; each slot once (see `workflows::schedules`).
+        workers.spawn(state.schedule_service.clone().run(state.shutdown.clone()));
         let work = match broker {
             Some(client) => {
                 let ctx = BrokerContext {

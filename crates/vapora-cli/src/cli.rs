@@ -227,6 +227,12 @@ pub struct CreateTask {
     /// Seconds before the first automatic retry, doubled for each next one.
     #[arg(long = "retry-backoff", value_name = "SECS")]
     pub retry_backoff_secs: Option<u32>,
+    /// At most --concurrency-limit tasks with this key run at once.
+    #[arg(long, value_name = "KEY")]
+    pub concurrency_key: Option<String>,
+    /// Slots of --concurrency-key (1 by default).
+    #[arg(long, value_name = "N", requires = "concurrency_key")]
+    pub concurrency_limit: Option<u32>,
     /// Leave the task in todo instead of queueing it.
     #[arg(long)]
     pub todo: bool,

@@ -57,6 +57,10 @@ uuid_id!(
     /// Identifies a [`crate::WorkflowRun`].
     WorkflowId
 );
+uuid_id!(
+    /// Identifies a [`crate::Schedule`].
+    ScheduleId
+);
 
 /// Identifies an agent worker, in process or remote.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]

@@ -7,12 +7,14 @@
 //! (but for the one-line loopback probe of [`healthcheck`]).
 
 pub mod agent;
+pub mod concurrency;
 pub mod event;
 pub mod healthcheck;
 pub mod ids;
 pub mod lifecycle;
 pub mod project;
 pub mod role;
+pub mod schedule;
 pub mod task;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -21,10 +23,12 @@ pub mod workflow;
 pub mod workflow_run;
 
 pub use agent::{Agent, AgentStatus};
+pub use concurrency::ConcurrencyLimit;
 pub use event::{Event, TaskProgress};
-pub use ids::{AgentId, ProjectId, TaskId, WorkflowId};
+pub use ids::{AgentId, ProjectId, ScheduleId, TaskId, WorkflowId};
 pub use project::{NewProject, Project, ProjectPatch};
 pub use role::{DEFAULT_ROLES, Role, RoleError};
+pub use schedule::{NewSchedule, Schedule};
 pub use task::{
     NewTask, Priority, PromptContext, RejectTask, Rejection, TIMED_OUT, Task, TaskPatch, TaskResult,
     TaskStatus, TransitionError, UPSTREAM_FAILED, UpstreamPolicy, UpstreamResult, ValidationError,

@@ -215,6 +215,12 @@ pub struct Task {
     /// The workflow run and stage this task is, if it is one.
     #[serde(default)]
     pub workflow: Option<crate::StageOf>,
+    /// At most `limit` tasks with this key are queued or running at once.
+    #[serde(default)]
+    pub concurrency: Option<crate::ConcurrencyLimit>,
+    /// In `waiting` for a slot of its concurrency key, all of them taken.
+    #[serde(default)]
+    pub waiting_for_slot: bool,
 }
 
 fn default_backoff() -> u32 {
@@ -375,7 +381,7 @@ pub struct TransitionError {
     pub to: TaskStatus,
 }
 
-pub(crate) fn validate_text(
+pub fn validate_text(
     field: &'static str,
     value: &str,
     max_len: usize,
@@ -397,7 +403,7 @@ pub(crate) fn validate_text(
 }
 
 /// Body of `POST /api/v1/tasks`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTask {
     pub project_id: ProjectId,
@@ -444,6 +450,16 @@ pub struct NewTask {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 3600)]
     pub retry_backoff_secs: Option<u32>,
+    /// At most `concurrency_limit` tasks with this key (any string: a
+    /// project, a repository, a customer) are queued or running at once;
+    /// the others wait in `waiting` without holding up other keys.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
+    pub concurrency_key: Option<String>,
+    /// 1 to 1,000; 1 by default when a key is given.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub concurrency_limit: Option<u32>,
 }
 
 /// Most dependencies one task may have.
@@ -489,6 +505,8 @@ impl NewTask {
                 reason: format!("must be at most {MAX_RETRY_BACKOFF_SECS} seconds, got {secs}"),
             });
         }
+        let concurrency =
+            crate::ConcurrencyLimit::from_request(self.concurrency_key, self.concurrency_limit)?;
         let mut depends_on = self.depends_on;
         depends_on.sort();
         depends_on.dedup();
@@ -520,6 +538,8 @@ impl NewTask {
             max_attempts: self.max_attempts.unwrap_or(1),
             retry_backoff_secs: self.retry_backoff_secs.unwrap_or(DEFAULT_RETRY_BACKOFF_SECS),
             workflow: None,
+            concurrency,
+            waiting_for_slot: false,
         })
     }
 }

@@ -34,6 +34,8 @@ pub fn new_task(project: ProjectId) -> NewTask {
         run_at: None,
         max_attempts: None,
         retry_backoff_secs: None,
+        concurrency_key: None,
+        concurrency_limit: None,
     }
 }
 

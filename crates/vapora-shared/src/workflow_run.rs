@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use crate::{Priority, ProjectId, Role, TaskId, TaskStatus, WorkflowId};
 
 /// Body of `POST /api/v1/workflows`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWorkflow {
     pub project_id: ProjectId,

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod metrics;
 pub mod paging;
 pub mod projects;
+pub mod schedules;
 pub mod sse;
 pub mod state;
 pub mod task_queue;
@@ -57,6 +58,8 @@ pub fn router(state: AppState, metrics_require_key: bool) -> Router {
         .routes(routes!(workflows::retry_stage))
         .routes(routes!(workflows::create_template, workflows::list_templates))
         .routes(routes!(workflows::get_template))
+        .routes(routes!(schedules::create, schedules::list))
+        .routes(routes!(schedules::get, schedules::delete))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
         .routes(routes!(keys::me))

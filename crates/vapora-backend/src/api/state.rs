@@ -22,7 +22,7 @@ use crate::queue::SharedTaskQueue;
 use crate::services::{ProjectService, TaskService};
 use crate::storage::Database;
 use crate::swarm::registry::AgentRegistry;
-use crate::workflows::{TemplateCatalog, WorkflowService};
+use crate::workflows::{ScheduleService, TemplateCatalog, WorkflowService};
 
 /// The state as handlers receive it: one `Arc` for the whole state, so
 /// handing it to a request is a single reference-count bump.
@@ -33,6 +33,7 @@ pub struct AppState {
     pub project_service: ProjectService,
     pub task_service: TaskService,
     pub workflow_service: WorkflowService,
+    pub schedule_service: ScheduleService,
     pub agent_registry: AgentRegistry,
     pub task_queue: SharedTaskQueue,
     pub events: EventBus,
@@ -72,14 +73,16 @@ impl AppState {
             crate::replicas::new_replica_id(),
         );
         let templates = TemplateCatalog::new(workflows, db.clone(), roles);
+        let workflow_service =
+            WorkflowService::new(db.clone(), task_service.clone(), events.clone(), templates);
         Self {
             project_service: ProjectService::new(db.clone(), events.clone()),
-            workflow_service: WorkflowService::new(
+            schedule_service: ScheduleService::new(
                 db.clone(),
                 task_service.clone(),
-                events.clone(),
-                templates,
+                workflow_service.clone(),
             ),
+            workflow_service,
             task_service,
             agent_registry: AgentRegistry::new(settings.agent_evict_after),
             task_queue,

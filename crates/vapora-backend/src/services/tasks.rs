@@ -26,7 +26,9 @@ use crate::events::EventBus;
 use crate::metrics::Metrics;
 use crate::queue::{Admission, SharedTaskQueue};
 use crate::services::cancellations::RunningTasks;
-use crate::storage::{Database, StorageError, TaskFilter, TaskInserts, TaskWrite};
+use crate::storage::{
+    Companion, Database, SlotWrite, StorageError, TaskFilter, TaskInsert, TaskInserts, TaskWrite,
+};
 
 /// Lost compare-and-set races tolerated before giving up with a conflict.
 pub(super) const MAX_WRITE_RACES: usize = 32;
@@ -160,6 +162,43 @@ impl TaskService {
         Ok(task)
     }
 
+    /// Stores a new task with no dependencies in a transaction of its own
+    /// that also writes `also` (a schedule's slot claim): `None` when the
+    /// claim was lost and nothing was stored.
+    pub(crate) async fn create_with(
+        &self,
+        mut task: Task,
+        also: &Companion,
+    ) -> Result<Option<Task>, AppError> {
+        self.check_role(&task.role)?;
+        let start = Self::place_new(&mut task, &[], true);
+        let admission = if start == TaskStatus::Queued {
+            Some(self.admit()?)
+        } else {
+            None
+        };
+        task.move_to(start, task.created_at);
+        match self
+            .db
+            .insert_tasks_with(std::slice::from_ref(&task), &self.replica, also)
+            .await?
+        {
+            TaskInsert::Stored => {
+                let task = self.announce_new(task, admission).await;
+                if task.status == TaskStatus::Waiting {
+                    let (service, id) = (self.clone(), task.id);
+                    tokio::spawn(async move { service.reevaluate(id).await });
+                }
+                Ok(Some(task))
+            }
+            TaskInsert::SlotTaken => Ok(None),
+            TaskInsert::UnknownProject => Err(AppError::unprocessable(
+                "unknown_project",
+                format!("project {} does not exist", task.project_id),
+            )),
+        }
+    }
+
     async fn store_new(&self, task: Task, admission: Option<Admission>) -> Result<Task, AppError> {
         if !self.inserts.insert(task.clone()).await? {
             return Err(AppError::unprocessable(
@@ -255,8 +294,11 @@ impl TaskService {
                 }
                 Ok(Some(next))
             })
-            .await?
-            .expect("user changes always write");
+            .await?;
+        // No write: the task already waits for a slot of its concurrency key.
+        let Some(after) = after else {
+            return self.get(id).await;
+        };
         let before = before.expect("update_task read the task");
         self.follow_user_change(&before, &after, admission).await;
         if before.status != after.status {
@@ -412,16 +454,42 @@ impl TaskService {
                 .get_task(id)
                 .await?
                 .ok_or_else(|| AppError::not_found("task", id))?;
-            let Some(next) = decide(&stored.task)? else {
+            let Some(mut next) = decide(&stored.task)? else {
                 return Ok(None);
             };
             let enters_queue = next.status == TaskStatus::Queued
                 && (stored.task.status != TaskStatus::Queued || stored.task.attempt != next.attempt);
+            if enters_queue {
+                next.waiting_for_slot = false;
+            }
+            let slot = next.concurrency.clone().filter(|_| enters_queue);
             let mut write = TaskWrite::from_stored(&stored, next);
             if enters_queue {
                 write.queued_on = Some(self.replica.to_string());
             }
-            if self.db.replace_task(&write).await? {
+            let written = match slot {
+                None => self.db.replace_task(&write).await?,
+                Some(slot) => match self
+                    .db
+                    .replace_task_in_slot(&write, &slot.key, slot.limit)
+                    .await?
+                {
+                    SlotWrite::Written => true,
+                    SlotWrite::Raced => false,
+                    // Every slot of its key is held: it waits for one,
+                    // keeping its attempt number for when it is queued.
+                    SlotWrite::NoSlot if stored.task.waiting_for_slot => return Ok(None),
+                    SlotWrite::NoSlot => {
+                        let mut waiting = write.next.clone();
+                        waiting.status = TaskStatus::Waiting;
+                        waiting.attempt = stored.task.attempt;
+                        waiting.waiting_for_slot = true;
+                        write = TaskWrite::from_stored(&stored, waiting);
+                        self.db.replace_task(&write).await?
+                    }
+                },
+            };
+            if written {
                 return Ok(Some(write.next));
             }
         }

@@ -134,10 +134,12 @@ impl TaskService {
     /// failure it follows). Not dispatched yet (`todo`), it stays there and
     /// only notes what it waits on.
     pub(crate) fn place_new(task: &mut Task, deps: &[Task], dispatch: bool) -> TaskStatus {
-        let queued_or_todo = if dispatch {
-            TaskStatus::Queued
-        } else {
-            TaskStatus::Todo
+        let queued_or_todo = match (dispatch, &task.concurrency) {
+            // Queued once it has a slot of its key, which takes a write of
+            // its own (`TaskService::update_task`): it waits until then.
+            (true, Some(_)) => TaskStatus::Waiting,
+            (true, None) => TaskStatus::Queued,
+            (false, _) => TaskStatus::Todo,
         };
         if task.depends_on.is_empty() && task.run_at.is_none() {
             return queued_or_todo;
@@ -230,6 +232,19 @@ impl TaskService {
         if let Some(stage) = &task.workflow {
             crate::workflows::runs::follow_stage(self.db.clone(), self.events.clone(), stage.run_id);
         }
+        if let Some(slot) = &task.concurrency
+            && matches!(
+                task.status,
+                TaskStatus::Todo
+                    | TaskStatus::Review
+                    | TaskStatus::Done
+                    | TaskStatus::Failed
+                    | TaskStatus::Cancelled
+            )
+        {
+            // It gave its slot up.
+            self.offer_slot(slot.key.clone());
+        }
         if let Some(at) = task.automatic_retry_at(Utc::now()) {
             let (service, id, attempt) = (self.clone(), task.id, task.attempt);
             tokio::spawn(async move {
@@ -257,6 +272,29 @@ impl TaskService {
                 }
                 Err(e) => {
                     tracing::debug!(task = %id, error = %e, "dependents not read; the sweep will retry")
+                }
+            }
+        });
+    }
+
+    /// A slot of concurrency key `key` may be free: the tasks waiting for
+    /// one are looked at, oldest first, until one stays waiting.
+    fn offer_slot(&self, key: String) {
+        let service = self.clone();
+        tokio::spawn(async move {
+            let waiting = match service.db.waiting_for_slot(&key).await {
+                Ok(waiting) => waiting,
+                Err(e) => {
+                    return tracing::debug!(key, error = %e, "slot waiters not read; the sweep will look");
+                }
+            };
+            for id in waiting {
+                match service.reevaluate(id).await {
+                    Ok(Some(task)) if task.status == TaskStatus::Queued => {}
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::debug!(task = %id, error = %e, "slot waiter not moved; the sweep will")
+                    }
                 }
             }
         });

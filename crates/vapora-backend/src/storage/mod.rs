@@ -13,6 +13,7 @@ mod dead_letters;
 mod idempotency;
 mod projects;
 mod replica_leases;
+mod schedules;
 mod spend;
 mod task_history;
 mod task_inserts;
@@ -22,10 +23,11 @@ mod workflows;
 pub use dead_letters::DeadLetter;
 pub use idempotency::{IdempotencyClaim, IdempotencyRecord};
 pub use projects::{ProjectDelete, StoredProject};
+pub use schedules::SlotClaim;
 pub use spend::RoleSpend;
 pub use task_history::{HistoryPage, StaleReport, Transition};
 pub use task_inserts::TaskInserts;
-pub use tasks::{StoredTask, TaskFilter, TaskInsert, TaskWrite};
+pub use tasks::{Companion, SlotWrite, StoredTask, TaskFilter, TaskInsert, TaskWrite};
 pub use workflows::{RunFilter, StoredRun};
 
 use std::future::IntoFuture;
@@ -112,6 +114,15 @@ DEFINE FIELD OVERWRITE retry_backoff_secs ON task TYPE int DEFAULT 5;
 DEFINE FIELD OVERWRITE workflow ON task TYPE option<object>;
 DEFINE FIELD OVERWRITE workflow.run_id ON task TYPE string;
 DEFINE FIELD OVERWRITE workflow.stage ON task TYPE string;
+-- Concurrency keys: at most `limit` tasks of a key queued or running
+-- (see `Database::replace_task_in_slot`, and its guard records).
+DEFINE FIELD OVERWRITE concurrency ON task TYPE option<object>;
+DEFINE FIELD OVERWRITE concurrency.key ON task TYPE string;
+DEFINE FIELD OVERWRITE concurrency.limit ON task TYPE int;
+DEFINE FIELD OVERWRITE waiting_for_slot ON task TYPE bool DEFAULT false;
+DEFINE INDEX OVERWRITE task_concurrency ON task FIELDS concurrency.key;
+DEFINE TABLE OVERWRITE concurrency_guard SCHEMAFULL;
+DEFINE FIELD OVERWRITE writes ON concurrency_guard TYPE int DEFAULT 0;
 -- Optimistic-concurrency revision: every write must name the revision it read.
 DEFINE FIELD OVERWRITE rev ON task TYPE int;
 -- The backend replica whose in-memory queue holds the task while it waits
@@ -206,6 +217,18 @@ DEFINE FIELD OVERWRITE status ON workflow_run TYPE string
 DEFINE FIELD OVERWRITE stages ON workflow_run TYPE array<object>;
 DEFINE FIELD OVERWRITE rev ON workflow_run TYPE int;
 DEFINE INDEX OVERWRITE workflow_run_project ON workflow_run FIELDS project_id;
+
+-- Recurring schedules (see `crate::workflows::schedules`). `due_ms` is the
+-- next slot in Unix milliseconds, what the tick compares and claims on.
+-- Schemaless for the task or workflow body each slot starts.
+DEFINE TABLE OVERWRITE schedule SCHEMALESS;
+DEFINE FIELD OVERWRITE project_id ON schedule TYPE string;
+DEFINE FIELD OVERWRITE cron ON schedule TYPE string;
+DEFINE FIELD OVERWRITE due_ms ON schedule TYPE int;
+DEFINE FIELD OVERWRITE fired ON schedule TYPE int DEFAULT 0;
+DEFINE FIELD OVERWRITE skipped ON schedule TYPE int DEFAULT 0;
+DEFINE INDEX OVERWRITE schedule_due ON schedule FIELDS due_ms;
+DEFINE INDEX OVERWRITE schedule_project ON schedule FIELDS project_id;
 
 -- Spend per LLM budget in its current period, keyed by budget key.
 DEFINE TABLE OVERWRITE budget_spend SCHEMAFULL;

@@ -112,6 +112,10 @@ async fn write(db: &Database, replica: &str, batch: Vec<(Task, Reply)>) {
     let (tasks, replies): (Vec<Task>, Vec<Reply>) = batch.into_iter().unzip();
     match db.insert_tasks(&tasks, replica).await {
         Ok(TaskInsert::Stored) => replies.into_iter().for_each(|r| drop(r.send(Ok(true)))),
+        // Only an insert that claims a schedule slot can lose it; batches claim none.
+        Ok(TaskInsert::SlotTaken) => replies
+            .into_iter()
+            .for_each(|r| drop(r.send(Err(StorageError::Conflict)))),
         Ok(TaskInsert::UnknownProject) if by_project(&tasks).len() == 1 => {
             replies.into_iter().for_each(|r| drop(r.send(Ok(false))));
         }

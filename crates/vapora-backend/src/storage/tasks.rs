@@ -76,6 +76,17 @@ impl TaskWrite {
     }
 }
 
+/// How a write into a concurrency key's slot ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotWrite {
+    Written,
+    /// Every slot of the key is held; nothing was written.
+    NoSlot,
+    /// The task changed meanwhile, or another writer's transaction
+    /// touched the same records; nothing was written.
+    Raced,
+}
+
 /// Most attempts one reconciler round checks in the stream.
 pub const RECONCILE_BATCH: usize = 256;
 
@@ -106,6 +117,18 @@ pub enum TaskInsert {
     Stored,
     /// Some task's project does not exist; nothing was stored.
     UnknownProject,
+    /// The schedule slot to claim was claimed by another writer (or
+    /// moved on); nothing was stored.
+    SlotTaken,
+}
+
+/// What a task insert writes besides the tasks, in its transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Companion {
+    /// A record to create: `(table, id, content)`.
+    pub create: Option<(&'static str, String, serde_json::Value)>,
+    /// A schedule slot to claim (see `storage::schedules`).
+    pub claim: Option<serde_json::Value>,
 }
 
 impl Database {
@@ -125,17 +148,18 @@ impl Database {
     /// write, as statements are what SurrealDB charges for. Conflicts with
     /// other inserts on the same guard are retried.
     pub async fn insert_tasks(&self, tasks: &[Task], replica: &str) -> Result<TaskInsert, StorageError> {
-        self.insert_tasks_with(tasks, replica, None).await
+        self.insert_tasks_with(tasks, replica, &Companion::default())
+            .await
     }
 
-    /// As [`Self::insert_tasks`], creating `also` (a `(table, id, content)`
-    /// record) in the same transaction: a workflow run and its stages are
-    /// stored together or not at all.
-    pub(super) async fn insert_tasks_with(
+    /// As [`Self::insert_tasks`], with `also` written in the same
+    /// transaction: a workflow run stored with its stages, a schedule's
+    /// slot claimed with what it starts. All of it or none.
+    pub async fn insert_tasks_with(
         &self,
         tasks: &[Task],
         replica: &str,
-        also: Option<(&str, String, serde_json::Value)>,
+        also: &Companion,
     ) -> Result<TaskInsert, StorageError> {
         const MAX_CONFLICTS: u32 = 64;
         let mut guards = Vec::new();
@@ -171,15 +195,27 @@ impl Database {
             FOR $r IN $also {
                 CREATE type::record($r.table, $r.id) CONTENT $r.content RETURN NONE;
             };
+            IF $claim {
+                LET $claimed = UPDATE type::record('schedule', $claim.id) SET
+                        next_fire_at = $claim.next_fire_at, due_ms = $claim.due_ms,
+                        last_slot = $claim.slot, last_fired_at = $claim.at,
+                        fired += 1, skipped += $claim.skipped, last_error = NONE
+                    WHERE due_ms = $claim.expected_due_ms RETURN VALUE id;
+                IF array::len($claimed) = 0 { THROW 'slot_taken' };
+            };
             COMMIT TRANSACTION;";
-        let also: Vec<_> = also
-            .into_iter()
+        let records: Vec<_> = also
+            .create
+            .iter()
             .map(|(table, id, content)| json!({ "table": table, "id": id, "content": content }))
             .collect();
-        let vars = json!({ "guards": guards, "tasks": contents, "also": also });
+        let vars = json!({ "guards": guards, "tasks": contents, "also": records, "claim": also.claim });
         for race in 0..MAX_CONFLICTS {
             match self.transact(sql, vars.clone()).await? {
                 Transaction::Committed => return Ok(TaskInsert::Stored),
+                Transaction::Thrown(reason) if reason.contains("slot_taken") => {
+                    return Ok(TaskInsert::SlotTaken);
+                }
                 Transaction::Thrown(_) => return Ok(TaskInsert::UnknownProject),
                 Transaction::Conflict => super::back_off(race).await,
             }
@@ -270,6 +306,53 @@ impl Database {
                 Ok(false)
             }
         }
+    }
+
+    /// The compare-and-set of [`Self::replace_task`] for a write that puts
+    /// a task with concurrency key `key` in the queue: made only while fewer
+    /// than `limit` other tasks of the key are queued or running.
+    ///
+    /// Two such writes could each count the other's task as not there yet
+    /// (snapshot isolation); both also write the key's guard record, so
+    /// the second conflicts and counts again.
+    pub async fn replace_task_in_slot(
+        &self,
+        write: &TaskWrite,
+        key: &str,
+        limit: u32,
+    ) -> Result<SlotWrite, StorageError> {
+        let stored = StoredTask {
+            task: write.next.clone(),
+            rev: write.expected_rev + 1,
+            history: write.history.clone(),
+            queued_on: write.queued_on.clone(),
+            dispatch_seq: write.dispatch_seq,
+        };
+        let sql = "BEGIN TRANSACTION;
+            UPSERT type::record('concurrency_guard', $key) SET writes = (writes ?? 0) + 1 RETURN NONE;
+            LET $held = array::len(SELECT VALUE id FROM task WITH INDEX task_concurrency
+                WHERE concurrency.key = $key AND status IN ['queued', 'running'] AND id != type::record('task', $id));
+            IF $held >= $limit { THROW 'no_slot' };
+            LET $written = UPDATE type::record('task', $id) CONTENT $content WHERE rev = $rev RETURN VALUE true;
+            IF array::len($written) != 1 { THROW 'lost_race' };
+            COMMIT TRANSACTION;";
+        let vars = json!({
+            "key": key, "limit": limit, "id": write.next.id, "rev": write.expected_rev,
+            "content": to_content(&stored)?,
+        });
+        Ok(match self.transact(sql, vars).await? {
+            Transaction::Committed => SlotWrite::Written,
+            Transaction::Thrown(reason) if reason.contains("no_slot") => SlotWrite::NoSlot,
+            Transaction::Thrown(_) | Transaction::Conflict => SlotWrite::Raced,
+        })
+    }
+
+    /// Tasks waiting for a slot of concurrency key `key`, oldest first.
+    pub async fn waiting_for_slot(&self, key: &str) -> Result<Vec<TaskId>, StorageError> {
+        let sql = "SELECT VALUE record::id(id) FROM task WITH INDEX task_concurrency
+            WHERE concurrency.key = $key AND status = 'waiting' AND waiting_for_slot = true ORDER BY id LIMIT 100";
+        let rows = self.fetch_all(sql, json!({ "key": key })).await?;
+        rows.into_iter().map(from_record).collect()
     }
 
     /// One page of tasks in creation order.

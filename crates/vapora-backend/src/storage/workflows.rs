@@ -10,7 +10,7 @@ use serde_json::json;
 use vapora_shared::{ProjectId, Task, WorkflowId, WorkflowRun, WorkflowStatus, WorkflowTemplate};
 
 use super::codec::{COLUMNS, from_record, to_content};
-use super::{Database, StorageError, TaskInsert};
+use super::{Companion, Database, StorageError, TaskInsert};
 
 /// A run as stored: with the revision a write must name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,13 +66,17 @@ impl Database {
         run: &WorkflowRun,
         tasks: &[Task],
         replica: &str,
+        claim: Option<serde_json::Value>,
     ) -> Result<TaskInsert, StorageError> {
         let stored = StoredRun {
             run: run.clone(),
             rev: 1,
         };
-        let record = ("workflow_run", run.id.to_string(), to_content(&stored)?);
-        self.insert_tasks_with(tasks, replica, Some(record)).await
+        let also = Companion {
+            create: Some(("workflow_run", run.id.to_string(), to_content(&stored)?)),
+            claim,
+        };
+        self.insert_tasks_with(tasks, replica, &also).await
     }
 
     pub async fn get_workflow_run(&self, id: WorkflowId) -> Result<Option<StoredRun>, StorageError> {

@@ -59,6 +59,18 @@ impl WorkflowService {
     /// Instantiates a template: checks everything, then stores the run and
     /// every stage's task together; the first stages are queued.
     pub async fn create(&self, new: NewWorkflow) -> Result<WorkflowRun, AppError> {
+        self.create_claiming(new, None)
+            .await?
+            .ok_or_else(|| AppError::Conflict("the run was not stored".into()))
+    }
+
+    /// As [`Self::create`], claiming a schedule's slot in the same
+    /// transaction: `None` when the claim was lost and nothing was stored.
+    pub async fn create_claiming(
+        &self,
+        new: NewWorkflow,
+        claim: Option<serde_json::Value>,
+    ) -> Result<Option<WorkflowRun>, AppError> {
         let template = self.templates.get(&new.template).await?.ok_or_else(|| {
             AppError::unprocessable(
                 "unknown_template",
@@ -113,10 +125,11 @@ impl WorkflowService {
         }
         match self
             .db
-            .insert_workflow_run(&run, &tasks, self.tasks.replica())
+            .insert_workflow_run(&run, &tasks, self.tasks.replica(), claim)
             .await?
         {
             TaskInsert::Stored => {}
+            TaskInsert::SlotTaken => return Ok(None),
             TaskInsert::UnknownProject => {
                 return Err(AppError::unprocessable(
                     "unknown_project",
@@ -133,7 +146,7 @@ impl WorkflowService {
             self.tasks.announce_new(task, admission).await;
         }
         tracing::info!(workflow = %run.id, template = %run.template, stages = run.stages.len(), "workflow run created");
-        Ok(run)
+        Ok(Some(run))
     }
 
     /// The task stage `index` of `template` becomes, its inputs filled in
@@ -174,6 +187,8 @@ impl WorkflowService {
             },
             max_attempts: stage.max_attempts,
             retry_backoff_secs: stage.retry_backoff_secs,
+            concurrency_key: None,
+            concurrency_limit: None,
         };
         self.tasks.apply_role_defaults(&mut request);
         self.tasks.check_role(&request.role)?;

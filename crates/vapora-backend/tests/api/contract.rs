@@ -50,8 +50,8 @@ async fn the_openapi_document_states_every_route_its_errors_and_the_key_scheme()
             }
         }
     }
-    // 33 keyed operations, two probes and the metrics.
-    assert_eq!(operation_ids.len(), 36);
+    // 37 keyed operations, two probes and the metrics.
+    assert_eq!(operation_ids.len(), 40);
     // A created project's and task's links name operations that exist.
     for path in ["/api/v1/projects", "/api/v1/tasks"] {
         let links = document["paths"][path]["post"]["responses"]["201"]["links"]

@@ -118,3 +118,60 @@ async fn out_of_range_retry_settings_are_422() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_sets_the_retry_policy_of_its_tasks_that_ask_for_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let roles = dir.path().join("roles.toml");
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/roles.toml")).unwrap();
+    let tester = "[roles.tester]\n";
+    assert!(shipped.contains(tester));
+    let with_policy = shipped.replace(
+        tester,
+        "[roles.tester]\nmax_attempts = 3\nretry_backoff_secs = 0\n",
+    );
+    std::fs::write(&roles, with_policy).unwrap();
+    let llm = vapora_llm_router::testing::FakeProvider::start(Script::status(400)).await;
+    let mut settings = crate::support::test_settings(&llm);
+    settings.roles_file = Some(roles);
+    let app = crate::support::spawn_app_with(llm, settings).await;
+    let project = app.create_project("p").await;
+
+    let by_role = app.create_task(&project["id"], json!({ "role": "tester" })).await;
+    assert_eq!(
+        (
+            by_role["max_attempts"].as_u64(),
+            by_role["retry_backoff_secs"].as_u64()
+        ),
+        (Some(3), Some(0))
+    );
+    let own = app
+        .create_task(&project["id"], json!({ "role": "tester", "max_attempts": 1 }))
+        .await;
+    assert_eq!(own["max_attempts"], 1, "the task's own policy wins");
+    let other_role = app
+        .create_task(&project["id"], json!({ "role": "developer" }))
+        .await;
+    assert_eq!(other_role["max_attempts"], 1, "roles without a policy: no retry");
+
+    let mut last = app.wait_for_status(&by_role["id"], "failed").await;
+    while last["attempt"] != 3 {
+        last = app.wait_for_status(&by_role["id"], "failed").await;
+    }
+    app.wait_for_status(&own["id"], "failed").await;
+    let (_, history) = app
+        .get(&format!(
+            "/api/v1/tasks/{}/history",
+            by_role["id"].as_str().unwrap()
+        ))
+        .await;
+    let failures = history["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["to_status"] == "failed")
+        .count();
+    assert_eq!(failures, 3, "the history shows each attempt's failure: {history}");
+    app.stop().await;
+}

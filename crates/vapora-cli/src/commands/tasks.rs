@@ -44,6 +44,8 @@ async fn create(ctx: &Ctx, args: CreateTask) -> anyhow::Result<Exit> {
         run_at: args.run_at,
         max_attempts: args.max_attempts,
         retry_backoff_secs: args.retry_backoff_secs,
+        concurrency_key: args.concurrency_key,
+        concurrency_limit: args.concurrency_limit,
     };
     if !args.watch {
         let reply = ctx.client.create_task(&new).await?;
