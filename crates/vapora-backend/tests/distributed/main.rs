@@ -19,3 +19,4 @@ mod shutdown;
 mod storage_server;
 mod topology;
 mod traces;
+mod workflows;

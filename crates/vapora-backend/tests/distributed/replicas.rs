@@ -21,7 +21,7 @@ use vapora_llm_router::testing::Script;
 use crate::cluster::{ACK_WAIT_SECS, Api, Cluster, MAX_DELIVER, connect_events, watch};
 
 /// Starts a replica in this process; returns its base URL and a stop handle.
-async fn replica(cluster: &Cluster, db: Database) -> (String, oneshot::Sender<()>) {
+pub(crate) async fn replica(cluster: &Cluster, db: Database) -> (String, oneshot::Sender<()>) {
     let settings = Settings::from_lookup(|key| match key {
         "VAPORA_PORT" => Some("0".into()),
         "VAPORA_NATS_URL" => Some(cluster.nats.url().to_owned()),
