@@ -114,8 +114,9 @@ def console_clean(console, provoked, number):
         if kind not in ("error", "warning", "pageerror"):
             continue
         expected = (kind == "error" and url in provoked
-                    and re.fullmatch(r"Failed to load resource: the server responded with a status of 409 \(Conflict\)", text))
+                    and re.fullmatch(r"Failed to load resource: the server responded with a status of "
+                                     r"(409 \(Conflict\)|422 \(Unprocessable Entity\))", text))
         (allowed if expected else bad).append(f"[{tag}] {kind}: {text} {url}".strip())
     check(not bad, "console errors/warnings:\n" + "\n".join(bad[:30]))
     ok(number, f"no console errors or warnings across the run ({len(allowed)} expected network lines from Chromium for "
-               f"the deliberately illegal moves)")
+               f"the deliberately illegal moves and refused workflow)")

@@ -34,13 +34,24 @@ the dashboard the backend serves at `/`, and checks, each one asserted:
     moves live, a drag, an illegal drag, a cancel;
  9. no console error or warning and no page error during the whole run (the
     only console lines allowed are Chromium's own "Failed to load resource:
-    … 409" for the illegal moves this test makes on purpose, each matched to
-    its request);
+    … 409" for the illegal moves this test makes on purpose, and "… 422" for
+    the workflow it starts with an input too long on purpose, each matched
+    to its request);
 10. a board of 1,000 tasks renders in under a second, measured in the page
     from choosing the project to all 1,000 cards in the DOM;
 11. screenshots of the board at 1280 and 390 px: target/screenshots/;
 12. the backend stops on SIGTERM with exit 0 and no WARN or ERROR line in
-    its whole log.
+    its whole log;
+13. workflows: (13a) the Start workflow form lists the templates with one
+    labelled field per input and shows the server's refusal in the form;
+    (13b) a `feature` run started from it is drawn as a graph: design |
+    implement, test | review, with an arrow per dependency; (13c) its
+    stages change status live as the echo provider answers each, the
+    review stage is approved in the task panel and the run shows done;
+    (13d) a failed stage's Retry runs it again;
+14. at 390 px, with the keyboard alone: a run started from the form and
+    cancelled from the panel, its graph top to bottom, no horizontal
+    overflow; screenshots of the panel at both widths.
 
 Run from the workspace root, with the backend built:
 
@@ -54,7 +65,8 @@ Prints one line per check passed; exits non-zero on the first failure.
 
 The harness (the backend process and REST helpers) is in harness.py, the
 browser tab in dashboard_page.py, the checks in live_checks.py,
-task_checks.py and page_checks.py; this file runs them in order.
+task_checks.py, page_checks.py and workflow_checks.py; this file runs them
+in order.
 """
 import os
 import secrets
@@ -71,6 +83,7 @@ from live_checks import live_run, reconnect_resumes, resync_reloads, streamed_ou
 from page_checks import agents_and_cost, big_board, console_clean, narrow_layout
 from task_checks import (approve, cancel_running, dependent_waits, drag_to_queue, illegal_drag, keyboard_move,
                          reject_with_comment, retry_failed, task_panel)
+from workflow_checks import cancel_run_by_keyboard, feature_run, retry_stage
 
 
 def main():
@@ -135,6 +148,8 @@ def run_checks(browser, backend, console, provoked):
     dependent_waits(wide, backend, project["id"], "6e")
     retry_failed(wide, backend, project["id"], "6c")
     agents_and_cost(wide, backend, 7)
+    feature_run(wide, backend, project["id"], provoked, "1280px")
+    retry_stage(wide, backend, project["id"], "1280px")
     wide.page.evaluate("() => window.scrollTo(0, 0)")
     shot_wide = wide.screenshot("board-1280.png")
 
@@ -152,6 +167,7 @@ def run_checks(browser, backend, console, provoked):
     illegal_drag(narrow, backend, todo, "done", "8c", "390px", provoked)
     drag_to_queue(narrow, backend, narrow_project["id"], "8d", "390px")
     cancel_running(narrow, backend, narrow_project["id"], "8e", "390px")
+    cancel_run_by_keyboard(narrow, backend, narrow_project["id"], "390px")
     narrow_layout(narrow)
     narrow.page.evaluate("() => window.scrollTo(0, 0)")
     shot_narrow = narrow.screenshot("board-390.png")

@@ -9,10 +9,11 @@ import { $ } from './dom.js';
 import { onKeyRefused } from './http.js';
 import { hideError } from './toast.js';
 import { buildColumns } from './columns.js';
-import { wireBoard, wirePanel } from './task-actions.js';
+import { wireBoard, wirePanel, openPanel } from './task-actions.js';
 import { wireDialogs, renderRoleOptions } from './dialogs.js';
 import { refreshAgents } from './agents.js';
 import { refreshCosts } from './costs.js';
+import { wireWorkflows } from './workflows.js';
 import { onProjectDeleted } from './live.js';
 import { signIn, signOut, selectProject, removeProject, storedKey } from './session.js';
 
@@ -57,6 +58,7 @@ async function start() {
   wireBoard();
   wirePanel();
   wireDialogs();
+  wireWorkflows({ openTask: openPanel });
   renderRoleOptions();
   const key = storedKey();
   if (key) {

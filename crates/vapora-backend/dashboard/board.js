@@ -1,16 +1,19 @@
 // The open project's board: reading it (the first page of every column,
-// then each column's further pages), and applying every new version of a
-// task to what shows it: its card, the column counts, the task panel, the
-// cost panel. Older versions than the one shown are ignored.
+// then each column's further pages; its workflow runs alongside), and
+// applying every new version of a task to what shows it: its card, the
+// column counts, the task panel, the cost panel. Older versions than the
+// one shown are ignored.
 import { state, PAGE } from './state.js';
 import { $, clear } from './dom.js';
 import { api, q } from './http.js';
 import { showError } from './toast.js';
+import { timeKey } from './format.js';
 import { upsertProject } from './projects.js';
 import { insertSorted, scheduleCounts } from './columns.js';
 import { createCard, refreshCard } from './cards.js';
 import { renderPanel, scheduleHistory } from './panel.js';
 import { refreshCosts, scheduleCosts } from './costs.js';
+import { loadRuns, resetRuns } from './workflows.js';
 
 export function resetBoard() {
   for (const list of state.lists.values()) clear(list);
@@ -23,6 +26,7 @@ export function resetBoard() {
   state.boardAgain = false;
   $('board').dataset.loaded = 'false';
   scheduleCounts();
+  resetRuns();
   const dialog = $('task-dialog');
   if (dialog.open) dialog.close();
 }
@@ -37,6 +41,7 @@ export async function loadBoard() {
   const projectId = state.projectId;
   state.boardLoading = true;
   $('board').dataset.loaded = 'false';
+  loadRuns();
   try {
     const board = await api('GET', '/api/v1/projects/' + encodeURIComponent(projectId) + '/board?' + q({ limit: PAGE }));
     if (generation !== state.generation) return;
@@ -128,18 +133,6 @@ export function upsertTask(task) {
   }
   // Spend changes when results come in; reservations while tasks run.
   if (current && current.status !== task.status && task.status !== 'todo' && task.status !== 'queued') scheduleCosts();
-}
-
-// RFC 3339 times with any number of fractional digits, as a string that
-// sorts like the instant (all of them are UTC, "Z").
-function timeKey(value) {
-  if (!value) return '';
-  const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$/.exec(value);
-  if (!m || (m[3] !== 'Z' && m[3] !== '+00:00')) {
-    const t = Date.parse(value);
-    return Number.isNaN(t) ? value : new Date(t).toISOString().slice(0, 19) + '.' + String(t % 1000).padStart(3, '0').padEnd(9, '0');
-  }
-  return m[1] + '.' + (m[2] || '').padEnd(9, '0').slice(0, 9);
 }
 
 // Whether `next` is at least as new as `current` (the same task).

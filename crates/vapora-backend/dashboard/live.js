@@ -9,6 +9,7 @@ import { loadBoard, upsertTask } from './board.js';
 import { onProgress } from './output.js';
 import { upsertAgent } from './agents.js';
 import { upsertProject } from './projects.js';
+import { upsertRun } from './workflows.js';
 
 let projectDeleted = () => {};
 
@@ -125,6 +126,11 @@ function handleMessage(text) {
     case 'project.created':
     case 'project.updated':
       if (data && data.id) upsertProject(data);
+      break;
+    case 'workflow.created':
+    case 'workflow.updated':
+    case 'workflow.finished':
+      if (data && data.id) upsertRun(data);
       break;
     case 'project.deleted':
       if (data && data.id) projectDeleted(data.id);

@@ -1,7 +1,9 @@
 // What a user does to tasks, on the board and in the task panel: open a
 // card's panel, move a task (drag and drop, or the panel's Move to),
 // approve, reject (with a comment), retry or cancel it. A moved card waits in its target column
-// until the server answers, and goes back if the move is refused.
+// until the server answers, and goes back if the move is refused. The
+// panel opens from elsewhere too (a workflow stage), and gives focus back
+// there when it closes.
 import { state } from './state.js';
 import { $, clear } from './dom.js';
 import { api } from './http.js';
@@ -113,7 +115,12 @@ export function wireBoard() {
   });
 }
 
-function openPanel(id) {
+// Where focus goes when the panel closes, if not to the task's card: a
+// function that finds that control again (it may have been redrawn).
+let returnFocus = null;
+
+export function openPanel(id, returnTo) {
+  returnFocus = returnTo || null;
   state.openTaskId = id;
   state.historyCursor = null;
   clear($('history-body'));
@@ -134,8 +141,10 @@ export function wirePanel() {
   dialog.addEventListener('close', () => {
     const id = state.openTaskId;
     state.openTaskId = null;
+    const back = returnFocus ? returnFocus() : null;
+    returnFocus = null;
     const card = id && state.cards.get(id);
-    const open = card && card.querySelector('.card-open');
+    const open = back || (card && card.querySelector('.card-open'));
     if (open) open.focus({ preventScroll: false });
   });
   dialog.addEventListener('click', (event) => {

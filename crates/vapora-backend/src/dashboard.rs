@@ -39,7 +39,7 @@ macro_rules! assets {
 /// Every file of `crates/vapora-backend/dashboard/` (a test checks that
 /// none is missing): the page, its styles, and the script's ES modules,
 /// `app.js` first (the one the page loads; it imports the others).
-const ASSETS: [Asset; 20] = assets![
+const ASSETS: [Asset; 22] = assets![
     "index.html",
     "app.css",
     "app.js",
@@ -59,6 +59,8 @@ const ASSETS: [Asset; 20] = assets![
     "dialogs.js",
     "agents.js",
     "costs.js",
+    "workflow-graph.js",
+    "workflows.js",
     "live.js",
 ];
 const INDEX: &str = "index.html";
