@@ -1,11 +1,15 @@
 //! The command line: every subcommand, flag and its help text, as clap
 //! derive types. Nothing here talks to the server.
 
+mod workflows;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
 use vapora_shared::{Priority, ProjectId, Role, RoleError, TaskId};
+
+pub use workflows::{ListWorkflows, RunWorkflow, WorkflowCommand};
 
 use crate::exit::EXIT_CODES_HELP;
 
@@ -74,6 +78,10 @@ pub enum Command {
     /// Create, inspect, follow and move tasks.
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Start, follow, cancel and retry workflow runs: a template's stages,
+    /// one task each.
+    #[command(subcommand)]
+    Workflow(WorkflowCommand),
     /// List the registered agents.
     Agents(PageArgs),
     /// Spend per role and the configured budgets.

@@ -11,16 +11,17 @@ use std::process::ExitCode;
 /// How `vapora` ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
-    /// Done; for `watch`, the task is `done` or waits in `review`.
+    /// Done; for `watch`, the task is `done` or waits in `review`, or the
+    /// workflow run is `done`.
     Ok,
     /// The request failed: the server's error, an unreachable server, bad
     /// configuration.
     Error,
-    /// A watched task ended `failed`.
+    /// A watched task ended `failed`, or a watched run's stage did.
     TaskFailed,
-    /// A watched task ended `cancelled`.
+    /// A watched task or workflow run ended `cancelled`.
     TaskCancelled,
-    /// Interrupted by Ctrl-C while following a task or the event feed.
+    /// Interrupted by Ctrl-C while following a task, a run or the event feed.
     Interrupted,
 }
 
@@ -45,11 +46,12 @@ impl From<Exit> for ExitCode {
 /// The exit codes as `--help` shows them (2 is clap's, for usage errors).
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
-  0    success; for `task watch` and `--watch`: the task is done, or waits in review for approval
+  0    success; for `task watch` and `--watch`: the task is done, or waits in review for approval;
+       for `workflow watch` and `workflow … --watch`: every stage of the run is done
   1    the request failed (the server's error, an unreachable server, bad configuration)
   2    invalid command line
-  3    the watched task failed (its error is printed)
-  4    the watched task was cancelled
+  3    the watched task failed (its error is printed); for a workflow run: a stage failed
+  4    the watched task was cancelled; for a workflow run: the run (or a stage) was cancelled
   130  interrupted (Ctrl-C)";
 
 #[cfg(test)]

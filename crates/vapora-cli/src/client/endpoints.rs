@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use reqwest::Method;
 use serde::Serialize;
 use serde_json::json;
-use vapora_shared::{Agent, NewTask, Project, ProjectId, Task, TaskId};
+use vapora_shared::{Agent, NewTask, NewWorkflow, Project, ProjectId, Task, TaskId, WorkflowId, WorkflowRun};
 
-use super::wire::{Board, BudgetReport, IssuedKey, KeyInfo, Page};
+use super::wire::{Board, BudgetReport, IssuedKey, KeyInfo, Page, TemplateInfo};
 use super::{ApiClient, ApiError, Reply, query};
 
 /// Filters and paging of `GET /api/v1/tasks`.
@@ -16,6 +16,15 @@ pub struct TaskQuery {
     pub project: Option<ProjectId>,
     pub status: Option<String>,
     pub role: Option<String>,
+    pub limit: Option<u16>,
+    pub cursor: Option<String>,
+}
+
+/// Filters and paging of `GET /api/v1/workflows`.
+#[derive(Debug, Default)]
+pub struct WorkflowQuery {
+    pub project: Option<ProjectId>,
+    pub status: Option<String>,
     pub limit: Option<u16>,
     pub cursor: Option<String>,
 }
@@ -100,6 +109,50 @@ impl ApiClient {
         let url = self.url(&["tasks", &id.to_string(), "reject"], &[]);
         let body = serde_json::json!({ "comment": comment });
         self.call(Method::POST, url, Some(&body)).await
+    }
+
+    pub async fn create_workflow(&self, new: &NewWorkflow) -> Result<Reply<WorkflowRun>, ApiError> {
+        let body = serde_json::to_value(new).expect("a NewWorkflow always serializes");
+        let url = self.url(&["workflows"], &[]);
+        self.call(Method::POST, url, Some(&body)).await
+    }
+
+    pub async fn list_workflows(&self, q: WorkflowQuery) -> Result<Reply<Page<WorkflowRun>>, ApiError> {
+        let mut pairs = query([
+            ("project_id", q.project.map(|p| p.to_string())),
+            ("status", q.status),
+        ]);
+        pairs.extend(page_query(q.limit, q.cursor));
+        let url = self.url(&["workflows"], &pairs);
+        self.call(Method::GET, url, None).await
+    }
+
+    pub async fn get_workflow(&self, id: WorkflowId) -> Result<Reply<WorkflowRun>, ApiError> {
+        let url = self.url(&["workflows", &id.to_string()], &[]);
+        self.call(Method::GET, url, None).await
+    }
+
+    pub async fn cancel_workflow(&self, id: WorkflowId) -> Result<Reply<WorkflowRun>, ApiError> {
+        let url = self.url(&["workflows", &id.to_string(), "cancel"], &[]);
+        self.call(Method::POST, url, None).await
+    }
+
+    /// `POST /api/v1/workflows/{id}/stages/{stage}/retry`: the run, the
+    /// stage queued again.
+    pub async fn retry_stage(&self, id: WorkflowId, stage: &str) -> Result<Reply<WorkflowRun>, ApiError> {
+        let url = self.url(&["workflows", &id.to_string(), "stages", stage, "retry"], &[]);
+        self.call(Method::POST, url, None).await
+    }
+
+    /// Every template; not paged.
+    pub async fn list_templates(&self) -> Result<Reply<Vec<TemplateInfo>>, ApiError> {
+        let url = self.url(&["workflow-templates"], &[]);
+        self.call(Method::GET, url, None).await
+    }
+
+    pub async fn get_template(&self, name: &str) -> Result<Reply<TemplateInfo>, ApiError> {
+        let url = self.url(&["workflow-templates", name], &[]);
+        self.call(Method::GET, url, None).await
     }
 
     pub async fn list_agents(

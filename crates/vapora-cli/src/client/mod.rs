@@ -14,7 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-pub use endpoints::{KeyRequest, TaskQuery};
+pub use endpoints::{KeyRequest, TaskQuery, WorkflowQuery};
 pub use error::ApiError;
 
 /// Time to open a connection; a server that is up answers in milliseconds.

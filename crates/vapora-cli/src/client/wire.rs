@@ -93,6 +93,30 @@ pub struct OnExhausted {
     pub route: Option<String>,
 }
 
+/// A workflow template as the CLI shows it. `vapora-shared`'s
+/// `WorkflowTemplate` refuses unknown fields (it also reads templates
+/// files), so a newer server's template would not decode; and the prompts
+/// are not shown.
+#[derive(Debug, Deserialize)]
+pub struct TemplateInfo {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    pub stages: Vec<TemplateStage>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TemplateStage {
+    pub name: String,
+    pub role: String,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    #[serde(default)]
+    pub requires_approval: bool,
+}
+
 /// The `data:` of one server-sent event: `{"seq":17,"type":…,"data":…}`.
 /// `data` stays JSON: only the types a command acts on are decoded, so
 /// that event types added later pass through `vapora events` untouched.

@@ -7,6 +7,7 @@ mod events;
 mod keys;
 mod projects;
 mod tasks;
+mod workflows;
 
 use std::io;
 
@@ -57,6 +58,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Project(command) => projects::run(&ctx, command).await,
         Command::Task(command) => tasks::run(&ctx, command).await,
+        Command::Workflow(command) => workflows::run(&ctx, command).await,
         Command::Agents(page) => agents::run(&ctx, page).await,
         Command::Budgets { project } => budgets::run(&ctx, project).await,
         Command::Keys(command) => keys::run(&ctx, command).await,

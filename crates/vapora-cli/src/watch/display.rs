@@ -1,5 +1,6 @@
 //! What a person watching a task sees: a spinner with the task's status on
-//! stderr and the task's output on stdout, as it streams.
+//! stderr and the task's output on stdout, as it streams. A watched
+//! workflow run uses the spinner and the notes only.
 //!
 //! The spinner redraws its own line, so it cannot share a line with output
 //! still being written: on a terminal, output is printed above it a whole
@@ -60,8 +61,12 @@ impl Display {
             .as_ref()
             .map(|a| format!(" · {a}"))
             .unwrap_or_default();
-        self.bar
-            .set_prefix(format!("{} · attempt {}{agent}", task.status, task.attempt));
+        self.set_status(format!("{} · attempt {}{agent}", task.status, task.attempt));
+    }
+
+    /// Shows `text` beside the spinner.
+    pub fn set_status(&self, text: String) {
+        self.bar.set_prefix(text);
     }
 
     /// Prints a chunk of the task's output.

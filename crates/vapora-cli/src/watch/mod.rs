@@ -1,5 +1,6 @@
 //! Following one task live (`task watch`, `task create --watch`,
-//! `task retry --watch`) until it ends, and the exit code its end maps to.
+//! `task retry --watch`) until it ends, and the exit code its end maps to;
+//! [`workflow`] follows a workflow run the same way.
 //!
 //! The event feed is opened *before* the task is read: the server
 //! subscribes the feed before it answers, so every change after that read
@@ -10,6 +11,7 @@
 
 mod chunks;
 mod display;
+mod workflow;
 
 use std::pin::pin;
 
@@ -19,11 +21,13 @@ use serde_json::Value;
 use vapora_shared::{Task, TaskId, TaskProgress, TaskStatus};
 
 use crate::client::events::{EventFeed, FeedItem};
+use crate::client::wire::Envelope;
 use crate::client::{ApiClient, Reply};
 use crate::exit::Exit;
 use crate::output;
 use chunks::Chunks;
 use display::Display;
+pub use workflow::{follow_run, stages_done, watch_run};
 
 /// Follows the task `id` until it ends.
 pub async fn watch(client: &ApiClient, id: TaskId, json: bool) -> anyhow::Result<Exit> {
@@ -52,20 +56,43 @@ pub async fn follow(
             follower.task.body.id
         ));
     }
-    let mut interrupted = pin!(tokio::signal::ctrl_c());
-    while outcome(follower.task.body.status).is_none() {
-        let item = tokio::select! {
-            item = feed.next() => item?,
-            _ = &mut interrupted => {
-                follower.display.finish()?;
-                let id = follower.task.body.id;
-                output::note(format!("interrupted; task {id} goes on (vapora task watch {id})"));
-                return Ok(Exit::Interrupted);
-            }
-        };
-        follower.handle(item).await?;
+    if !pump(&mut feed, &mut follower).await? {
+        follower.display.finish()?;
+        let id = follower.task.body.id;
+        output::note(format!("interrupted; task {id} goes on (vapora task watch {id})"));
+        return Ok(Exit::Interrupted);
     }
     follower.finish()
+}
+
+/// What follows something on the feed: a task, or a workflow run.
+trait Follow {
+    /// Whether what is followed has ended.
+    fn ended(&self) -> bool;
+    /// Reads the state again, after events may have been lost.
+    async fn reread(&mut self) -> anyhow::Result<()>;
+    /// Takes an event (any but `resync`).
+    fn event(&mut self, envelope: Envelope) -> anyhow::Result<()>;
+}
+
+/// Hands the feed's items to `follower` until it has ended; `false` when
+/// Ctrl-C came first.
+async fn pump(feed: &mut EventFeed, follower: &mut impl Follow) -> anyhow::Result<bool> {
+    let mut interrupted = pin!(tokio::signal::ctrl_c());
+    while !follower.ended() {
+        let item = tokio::select! {
+            item = feed.next() => item?,
+            _ = &mut interrupted => return Ok(false),
+        };
+        match item {
+            // The connection dropped, or the server no longer holds what
+            // was missed: read it.
+            FeedItem::Reconnected => follower.reread().await?,
+            FeedItem::Event { envelope, .. } if envelope.kind == "resync" => follower.reread().await?,
+            FeedItem::Event { envelope, .. } => follower.event(envelope)?,
+        }
+    }
+    Ok(true)
 }
 
 /// What a status means for `watch`: `None` while the task is still on its
@@ -100,39 +127,6 @@ impl<'a> Follower<'a> {
             display,
             json,
         }
-    }
-
-    async fn handle(&mut self, item: FeedItem) -> anyhow::Result<()> {
-        let envelope = match item {
-            FeedItem::Reconnected => return self.reread().await,
-            FeedItem::Event { envelope, .. } => envelope,
-        };
-        match envelope.kind.as_str() {
-            "task.updated" | "task.created" => {
-                let task: Task = decode(&envelope.kind, &envelope.data)?;
-                if task.id == self.task.body.id {
-                    self.update(Reply {
-                        json: envelope.data,
-                        body: task,
-                    })?;
-                }
-            }
-            "task.progress" => {
-                let progress: TaskProgress = decode(&envelope.kind, &envelope.data)?;
-                if progress.task_id == self.task.body.id {
-                    self.progress(&progress)?;
-                }
-            }
-            // The server no longer holds what was missed: read it.
-            "resync" => self.reread().await?,
-            _ => {}
-        }
-        Ok(())
-    }
-
-    async fn reread(&mut self) -> anyhow::Result<()> {
-        let task = self.client.get_task(self.task.body.id).await?;
-        self.update(task)
     }
 
     /// Takes a newer state of the task. An event can be older than a read
@@ -201,6 +195,39 @@ impl<'a> Follower<'a> {
             _ => output::note(format!("task {id} was cancelled")),
         }
         Ok(exit)
+    }
+}
+
+impl Follow for Follower<'_> {
+    fn ended(&self) -> bool {
+        outcome(self.task.body.status).is_some()
+    }
+
+    async fn reread(&mut self) -> anyhow::Result<()> {
+        let task = self.client.get_task(self.task.body.id).await?;
+        self.update(task)
+    }
+
+    fn event(&mut self, envelope: Envelope) -> anyhow::Result<()> {
+        match envelope.kind.as_str() {
+            "task.updated" | "task.created" => {
+                let task: Task = decode(&envelope.kind, &envelope.data)?;
+                if task.id == self.task.body.id {
+                    self.update(Reply {
+                        json: envelope.data,
+                        body: task,
+                    })?;
+                }
+            }
+            "task.progress" => {
+                let progress: TaskProgress = decode(&envelope.kind, &envelope.data)?;
+                if progress.task_id == self.task.body.id {
+                    self.progress(&progress)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 }
 

@@ -11,3 +11,4 @@ mod reconnect;
 mod support;
 mod tasks;
 mod watch;
+mod workflows;

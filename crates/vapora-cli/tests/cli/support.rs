@@ -161,6 +161,21 @@ impl Backend {
         assert!(response.status().is_success(), "{:?}", response.text().await);
     }
 
+    /// POSTs to the API directly, as another client would (a person
+    /// approving a task while the CLI watches); the status and JSON body.
+    pub async fn api_post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/{path}", self.url))
+            .bearer_auth(&self.admin_key)
+            .json(body)
+            .send()
+            .await
+            .expect("the backend answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON"))
+    }
+
     /// Polls the task over the API until it has `status`.
     pub async fn wait_for_status(&self, task: &str, status: &str) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
