@@ -13,7 +13,7 @@
 //!    in the backend queue (→ `dispatched_at`) and broker + worker.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
@@ -27,11 +27,17 @@ use vapora_agents::testing::NatsServer;
 use vapora_backend::auth::PresentedKey;
 use vapora_llm_router::testing::{FakeProvider, Script};
 
+#[path = "support/backend_process.rs"]
+mod backend_process;
 #[path = "support/bench_api.rs"]
+#[allow(dead_code)] // Shared by the benchmarks; each uses a part.
 mod bench_api;
 #[path = "support/proc_stat.rs"]
 mod proc_stat;
-use bench_api::{all_tasks, create_project, create_task, done_count, percentile, wait_for_agents};
+use backend_process::{spawn, wait_for_addr};
+use bench_api::{
+    all_tasks, create_project, create_task, done_count, keyed_client, percentile, wait_for_agents,
+};
 use proc_stat::cpu_secs;
 
 const E2E_TASKS: usize = 10_000;
@@ -87,14 +93,7 @@ async fn main() {
         ));
     }
     let base = format!("http://{}", wait_for_addr(&backend_log).await);
-    let mut headers = reqwest::header::HeaderMap::new();
-    let bearer = format!("Bearer {}", admin_key.expose_secret());
-    headers.insert(reqwest::header::AUTHORIZATION, bearer.parse().unwrap());
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .default_headers(headers)
-        .build()
-        .unwrap();
+    let http = keyed_client(admin_key.expose_secret());
     wait_for_agents(&http, &base, 2).await;
 
     let project = create_project(&http, &base).await;
@@ -261,32 +260,6 @@ async fn steady_rate_latency(http: &reqwest::Client, base: &str) -> ((f64, f64, 
         ),
         (percentile(&mut queued, 0.50), percentile(&mut queued, 0.99)),
     )
-}
-
-fn spawn(command: &mut Command, log: &std::path::Path) -> Child {
-    let out = std::fs::File::create(log).unwrap();
-    command
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{command:?}: {e} (run bench/distributed.sh, which builds it)"))
-}
-
-async fn wait_for_addr(log: &std::path::Path) -> String {
-    for _ in 0..600 {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.contains("vapora-backend listening"))
-            && let Some(at) = line.find("addr=")
-        {
-            return line[at + 5..].split_whitespace().next().unwrap().to_owned();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "backend did not start: {}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
 }
 
 fn rss_mib(pid: u32) -> u64 {

@@ -16,6 +16,7 @@ use futures::StreamExt;
 use vapora_cluster::{Binaries, Options, Topology};
 
 #[path = "support/bench_api.rs"]
+#[allow(dead_code)] // Shared by the benchmarks; each uses a part.
 mod bench_api;
 use bench_api::{all_tasks, create_project, create_task, done_count, percentile, wait_for_agents};
 

@@ -37,6 +37,9 @@ pub struct NewWorkflow {
 pub struct StageOf {
     pub run_id: WorkflowId,
     pub stage: String,
+    /// The tasks of the stages that depend on this one.
+    #[serde(default)]
+    pub dependents: Vec<TaskId>,
 }
 
 /// Where a run stands, from its stages.

@@ -10,6 +10,19 @@ pub fn percentile(values: &mut [f64], p: f64) -> f64 {
     values[index]
 }
 
+/// A client sending `key` with every request, keeping enough idle
+/// connections for the benchmarks' parallel requests.
+pub fn keyed_client(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {key}");
+    headers.insert(reqwest::header::AUTHORIZATION, bearer.parse().unwrap());
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 /// The JSON body of the answer to `request`.
 pub async fn json_of(request: reqwest::RequestBuilder) -> Value {
     request.send().await.unwrap().json().await.unwrap()

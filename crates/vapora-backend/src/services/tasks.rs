@@ -27,8 +27,9 @@ use crate::metrics::Metrics;
 use crate::queue::{Admission, SharedTaskQueue};
 use crate::services::cancellations::RunningTasks;
 use crate::storage::{
-    Companion, Database, SlotWrite, StorageError, TaskFilter, TaskInsert, TaskInserts, TaskWrite,
+    Companion, Database, SlotWrite, StorageError, StoredTask, TaskFilter, TaskInsert, TaskInserts, TaskWrite,
 };
+use crate::workflows::runs::RunFollower;
 
 /// Lost compare-and-set races tolerated before giving up with a conflict.
 pub(super) const MAX_WRITE_RACES: usize = 32;
@@ -43,6 +44,8 @@ pub struct TaskService {
     pub(super) running: RunningTasks,
     pub(super) metrics: Metrics,
     pub(super) dispatch_times: DispatchTimes,
+    /// Recomputes the workflow runs whose stages this replica moved.
+    pub(super) run_follower: RunFollower,
     /// This replica's name: tasks it queues are queued on it (`crate::replicas`).
     pub(super) replica: Arc<str>,
 }
@@ -67,6 +70,7 @@ impl TaskService {
     ) -> Self {
         Self {
             inserts: TaskInserts::new(db.clone(), replica.clone()),
+            run_follower: RunFollower::new(db.clone(), events.clone()),
             db,
             queue,
             events,
@@ -446,14 +450,28 @@ impl TaskService {
     pub(super) async fn update_task(
         &self,
         id: TaskId,
+        decide: impl FnMut(&Task) -> Result<Option<Task>, AppError>,
+    ) -> Result<Option<Task>, AppError> {
+        self.update_task_from(id, None, decide).await
+    }
+
+    /// As [`Self::update_task`], deciding first on `read`, the task as the
+    /// caller just read it (a lost race reads it again).
+    pub(super) async fn update_task_from(
+        &self,
+        id: TaskId,
+        mut read: Option<StoredTask>,
         mut decide: impl FnMut(&Task) -> Result<Option<Task>, AppError>,
     ) -> Result<Option<Task>, AppError> {
         for _ in 0..MAX_WRITE_RACES {
-            let stored = self
-                .db
-                .get_task(id)
-                .await?
-                .ok_or_else(|| AppError::not_found("task", id))?;
+            let stored = match read.take() {
+                Some(stored) => stored,
+                None => self
+                    .db
+                    .get_task(id)
+                    .await?
+                    .ok_or_else(|| AppError::not_found("task", id))?,
+            };
             let Some(mut next) = decide(&stored.task)? else {
                 return Ok(None);
             };

@@ -104,10 +104,10 @@ impl TaskService {
         }
         let found: HashMap<TaskId, Task> = self
             .db
-            .get_tasks(ids)
+            .get_task_values(ids)
             .await?
             .into_iter()
-            .map(|stored| (stored.task.id, stored.task))
+            .map(|task| (task.id, task))
             .collect();
         for id in ids {
             match found.get(id) {
@@ -188,13 +188,7 @@ impl TaskService {
         if task.depends_on.is_empty() && task.run_at.is_none_or(|at| at <= now) {
             return Ok(None);
         }
-        let deps: Vec<Task> = self
-            .db
-            .get_tasks(&task.depends_on)
-            .await?
-            .into_iter()
-            .map(|s| s.task)
-            .collect();
+        let deps: Vec<Task> = self.db.get_task_values(&task.depends_on).await?;
         Ok(Some(readiness(&task, &deps, now)))
     }
 
@@ -230,7 +224,7 @@ impl TaskService {
     /// follow. In the background each.
     pub(super) fn release_dependents_of(&self, task: &Task) {
         if let Some(stage) = &task.workflow {
-            crate::workflows::runs::follow_stage(self.db.clone(), self.events.clone(), stage.run_id);
+            self.run_follower.follow(stage.run_id);
         }
         if let Some(slot) = &task.concurrency
             && matches!(
@@ -260,13 +254,23 @@ impl TaskService {
         ) {
             return;
         }
-        let (service, id) = (self.clone(), task.id);
+        let (service, id, stage) = (self.clone(), task.id, task.workflow.clone());
         tokio::spawn(async move {
-            match service.db.dependents_waiting_on(id).await {
+            // A workflow stage names its dependents; a task's own are found
+            // by a scan of the waiting tasks.
+            let dependents = match stage {
+                Some(stage) => Ok(stage.dependents),
+                None => service
+                    .db
+                    .dependents_waiting_on(id)
+                    .await
+                    .map(|tasks| tasks.into_iter().map(|t| t.id).collect()),
+            };
+            match dependents {
                 Ok(dependents) => {
                     for dependent in dependents {
-                        if let Err(e) = service.reevaluate(dependent.id).await {
-                            tracing::debug!(task = %dependent.id, error = %e, "dependent not moved; the sweep will retry");
+                        if let Err(e) = service.reevaluate(dependent).await {
+                            tracing::debug!(task = %dependent, error = %e, "dependent not moved; the sweep will retry");
                         }
                     }
                 }
@@ -348,13 +352,7 @@ impl TaskService {
         if stored.task.status != TaskStatus::Waiting {
             return Ok(None);
         }
-        let deps: Vec<Task> = self
-            .db
-            .get_tasks(&stored.task.depends_on)
-            .await?
-            .into_iter()
-            .map(|s| s.task)
-            .collect();
+        let deps: Vec<Task> = self.db.get_task_values(&stored.task.depends_on).await?;
         let readiness = readiness(&stored.task, &deps, Utc::now());
         if let Readiness::NotBefore(at) = readiness
             && (at - Utc::now()).to_std().unwrap_or_default() < SWEEP_EVERY
@@ -372,7 +370,7 @@ impl TaskService {
         };
         let now = Utc::now();
         let moved = self
-            .update_task(id, |task| {
+            .update_task_from(id, Some(stored), |task| {
                 if task.status != TaskStatus::Waiting {
                     return Ok(None);
                 }

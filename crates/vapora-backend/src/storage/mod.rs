@@ -114,6 +114,7 @@ DEFINE FIELD OVERWRITE retry_backoff_secs ON task TYPE int DEFAULT 5;
 DEFINE FIELD OVERWRITE workflow ON task TYPE option<object>;
 DEFINE FIELD OVERWRITE workflow.run_id ON task TYPE string;
 DEFINE FIELD OVERWRITE workflow.stage ON task TYPE string;
+DEFINE FIELD OVERWRITE workflow.dependents ON task TYPE array<string> DEFAULT [];
 -- Concurrency keys: at most `limit` tasks of a key queued or running
 -- (see `Database::replace_task_in_slot`, and its guard records).
 DEFINE FIELD OVERWRITE concurrency ON task TYPE option<object>;

@@ -154,6 +154,8 @@ impl Database {
                 THROW 'active_tasks'
             };
             DELETE task WHERE project_id = $id;
+            DELETE workflow_run WHERE project_id = $id;
+            DELETE schedule WHERE project_id = $id;
             DELETE type::record('project', $id);
             COMMIT TRANSACTION;";
         Ok(

@@ -238,6 +238,30 @@ impl Database {
         rows.into_iter().map(from_record).collect()
     }
 
+    /// Several tasks without their history (what deciding on them needs
+    /// and writing does not), missing ones left out.
+    pub async fn get_task_values(&self, ids: &[TaskId]) -> Result<Vec<Task>, StorageError> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM array::map($ids, |$id| type::record('task', $id)) WHERE id IS NOT NONE"
+        );
+        let rows = self.fetch_all(&sql, json!({ "ids": ids })).await?;
+        rows.into_iter().map(from_record).collect()
+    }
+
+    /// The status of each of several tasks, missing ones left out.
+    pub async fn task_statuses(&self, ids: &[TaskId]) -> Result<Vec<(TaskId, TaskStatus)>, StorageError> {
+        #[derive(Deserialize)]
+        struct Row {
+            id: TaskId,
+            status: TaskStatus,
+        }
+        let sql = "SELECT record::id(id) AS id, status FROM array::map($ids, |$id| type::record('task', $id)) WHERE id IS NOT NONE";
+        let rows = self.fetch_all(sql, json!({ "ids": ids })).await?;
+        rows.into_iter()
+            .map(|row| from_record::<Row>(row).map(|r| (r.id, r.status)))
+            .collect()
+    }
+
     /// Stamps `dispatched_at` (and the attempt's stream sequence) on every
     /// `(task, attempt, sequence)` whose task is still queued on that
     /// attempt and not yet marked, in one transaction. The revision moves

@@ -8,7 +8,9 @@
 //! replica, recomputes the run ([`follow_stage`]); reading a run does too,
 //! so a recomputation lost to a crash heals on the next look.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::Utc;
 use vapora_shared::workflow::{Placeholder, render};
@@ -89,6 +91,7 @@ impl WorkflowService {
             task.workflow = Some(StageOf {
                 run_id,
                 stage: stage.name.clone(),
+                dependents: Vec::new(),
             });
             // Its dependencies were made just now, so none is done: a
             // stage with any waits; a first stage is queued (or waits
@@ -105,6 +108,22 @@ impl WorkflowService {
                 status: task.status,
             });
             tasks.push(task);
+        }
+        // Each stage names the stages waiting on it, for their release.
+        for task in &mut tasks {
+            let name = task
+                .workflow
+                .as_ref()
+                .map(|w| w.stage.clone())
+                .unwrap_or_default();
+            let dependents = stages
+                .iter()
+                .filter(|s| s.depends_on.contains(&name))
+                .map(|s| s.task_id)
+                .collect();
+            if let Some(stage) = &mut task.workflow {
+                stage.dependents = dependents;
+            }
         }
         let run = WorkflowRun {
             id: run_id,
@@ -270,13 +289,49 @@ impl WorkflowService {
     }
 }
 
-/// After a stage of run `id` moved: the run is recomputed, in the background.
-pub fn follow_stage(db: Database, events: EventBus, id: WorkflowId) {
-    tokio::spawn(async move {
-        if let Err(e) = refresh(&db, &events, id).await {
-            tracing::debug!(workflow = %id, error = %e, "workflow run not recomputed; the next look will");
+/// How long a run's recomputation waits for more of its stages' moves:
+/// a stage moves three or four times in quick succession (queued,
+/// running, done), and one read of the run after them does for all.
+const FOLLOW_WINDOW: Duration = Duration::from_millis(20);
+
+/// Recomputes runs after their stages move, in the background, at most
+/// once per run per [`FOLLOW_WINDOW`] on this replica.
+#[derive(Debug, Clone)]
+pub struct RunFollower {
+    db: Database,
+    events: EventBus,
+    pending: Arc<Mutex<HashSet<WorkflowId>>>,
+}
+
+impl RunFollower {
+    pub fn new(db: Database, events: EventBus) -> Self {
+        Self {
+            db,
+            events,
+            pending: Arc::default(),
         }
-    });
+    }
+
+    /// A stage of run `id` moved.
+    pub fn follow(&self, id: WorkflowId) {
+        if !lock(&self.pending).insert(id) {
+            return; // A recomputation is due; it will read this move.
+        }
+        let follower = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(FOLLOW_WINDOW).await;
+            // Out of the set before reading: a move after this read
+            // schedules a recomputation of its own.
+            lock(&follower.pending).remove(&id);
+            if let Err(e) = refresh(&follower.db, &follower.events, id).await {
+                tracing::debug!(workflow = %id, error = %e, "workflow run not recomputed; the next look will");
+            }
+        });
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Reads run `id` and its stages' tasks, and stores (and announces) what
@@ -288,12 +343,7 @@ async fn refresh(db: &Database, events: &EventBus, id: WorkflowId) -> Result<Opt
             return Ok(None);
         };
         let task_ids: Vec<TaskId> = stored.run.stages.iter().map(|s| s.task_id).collect();
-        let statuses: HashMap<TaskId, TaskStatus> = db
-            .get_tasks(&task_ids)
-            .await?
-            .into_iter()
-            .map(|t| (t.task.id, t.task.status))
-            .collect();
+        let statuses: HashMap<TaskId, TaskStatus> = db.task_statuses(&task_ids).await?.into_iter().collect();
         let Some(next) = stored
             .run
             .with_stage_statuses(|task| statuses.get(&task).copied(), Utc::now())

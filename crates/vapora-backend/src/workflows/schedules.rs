@@ -218,6 +218,13 @@ impl ScheduleService {
             Err(AppError::QueueFull { .. }) => {
                 tracing::debug!(schedule = %schedule.id, slot = %slot, "queue full; the slot stays due")
             }
+            Err(AppError::BadRequest {
+                code: "unknown_project",
+                ..
+            }) => {
+                // Its project was deleted (which deletes its schedules) as it fired.
+                let _ = self.db.delete_schedule(schedule.id).await;
+            }
             Err(e) => {
                 tracing::warn!(schedule = %schedule.id, slot = %slot, error = %e, "schedule slot started nothing");
                 if let Err(e) = self.db.skip_slot(&claim, &e.to_string()).await {
