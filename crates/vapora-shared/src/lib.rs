@@ -12,6 +12,7 @@ pub mod event;
 pub mod healthcheck;
 pub mod ids;
 pub mod lifecycle;
+pub mod new_task;
 pub mod project;
 pub mod role;
 pub mod schedule;
@@ -26,12 +27,13 @@ pub use agent::{Agent, AgentStatus};
 pub use concurrency::ConcurrencyLimit;
 pub use event::{Event, TaskProgress};
 pub use ids::{AgentId, ProjectId, ScheduleId, TaskId, WorkflowId};
+pub use new_task::NewTask;
 pub use project::{NewProject, Project, ProjectPatch};
 pub use role::{DEFAULT_ROLES, Role, RoleError};
 pub use schedule::{NewSchedule, Schedule};
 pub use task::{
-    NewTask, Priority, PromptContext, RejectTask, Rejection, TIMED_OUT, Task, TaskPatch, TaskResult,
-    TaskStatus, TransitionError, UPSTREAM_FAILED, UpstreamPolicy, UpstreamResult, ValidationError,
+    Priority, PromptContext, RejectTask, Rejection, TIMED_OUT, Task, TaskPatch, TaskResult, TaskStatus,
+    TransitionError, UPSTREAM_FAILED, UpstreamPolicy, UpstreamResult, ValidationError,
 };
 pub use workflow::{StageTemplate, WorkflowTemplate};
 pub use workflow_run::{NewWorkflow, StageOf, StageRun, WorkflowRun, WorkflowStatus};

@@ -9,6 +9,7 @@
 mod api_keys;
 mod budgets;
 mod codec;
+mod concurrency_slots;
 mod dead_letters;
 mod idempotency;
 mod projects;
@@ -20,6 +21,7 @@ mod task_inserts;
 mod tasks;
 mod workflows;
 
+pub use concurrency_slots::SlotWrite;
 pub use dead_letters::DeadLetter;
 pub use idempotency::{IdempotencyClaim, IdempotencyRecord};
 pub use projects::{ProjectDelete, StoredProject};
@@ -27,7 +29,7 @@ pub use schedules::SlotClaim;
 pub use spend::RoleSpend;
 pub use task_history::{HistoryPage, StaleReport, Transition};
 pub use task_inserts::TaskInserts;
-pub use tasks::{Companion, SlotWrite, StoredTask, TaskFilter, TaskInsert, TaskWrite};
+pub use tasks::{Companion, StoredTask, TaskFilter, TaskInsert, TaskWrite};
 pub use workflows::{RunFilter, StoredRun};
 
 use std::future::IntoFuture;
