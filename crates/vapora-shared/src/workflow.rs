@@ -160,7 +160,8 @@ pub fn render<'a>(template: &'a str, fill: impl Fn(Placeholder<'a>) -> Option<&'
     out
 }
 
-fn valid_name(name: &str) -> bool {
+/// Whether `name` may name a template, a stage or an input.
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name

@@ -43,6 +43,10 @@ impl Database {
     }
 
     pub async fn workflow_template(&self, name: &str) -> Result<Option<WorkflowTemplate>, StorageError> {
+        if !vapora_shared::workflow::valid_name(name) {
+            // No template has it, and some (the empty one) are no record id.
+            return Ok(None);
+        }
         let sql = "SELECT VALUE body FROM type::record('workflow_template', $name)";
         let rows = self.fetch_all(sql, json!({ "name": name })).await?;
         rows.into_iter()
@@ -131,5 +135,48 @@ impl Database {
         rows.into_iter()
             .map(|row| from_record::<StoredRun>(row).map(|stored| stored.run))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn templates_are_stored_once_by_name_and_odd_names_are_simply_absent() {
+        let db = Database::connect("mem://").await.unwrap();
+        let text = crate::workflows::templates::DEFAULT_WORKFLOWS_TOML
+            .replace("name = \"feature\"", "name = \"stored\"");
+        let roles = vapora_agents::RoleCatalog::builtin();
+        let template =
+            crate::workflows::TemplateCatalog::parse_file(&text, &roles).unwrap()["stored"].clone();
+        assert!(db.insert_workflow_template(&template).await.unwrap());
+        assert!(
+            !db.insert_workflow_template(&template).await.unwrap(),
+            "a name is taken once"
+        );
+        assert_eq!(
+            db.workflow_template("stored").await.unwrap(),
+            Some(template.clone())
+        );
+        assert_eq!(db.workflow_templates().await.unwrap(), vec![template]);
+        for odd in ["", "a b", "⟩'\"`", "\u{0}", "x:y", "../../etc"] {
+            assert_eq!(db.workflow_template(odd).await.unwrap(), None, "{odd:?}");
+        }
+        // Concurrency keys are any non-blank text up to 200 bytes: each
+        // must make a guard record id.
+        for key in [
+            "a b",
+            "⟩'\"`",
+            "\u{0}",
+            "x:y",
+            "../../etc",
+            "ключ",
+            &"k".repeat(200),
+        ] {
+            let sql =
+                "UPSERT type::record('concurrency_guard', $key) SET writes = (writes ?? 0) + 1 RETURN NONE";
+            db.execute(sql, serde_json::json!({ "key": key })).await.unwrap();
+        }
     }
 }
