@@ -393,6 +393,36 @@ impl<'a> Api<'a> {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// As [`Self::post`] with an `Idempotency-Key`, sent again when the
+    /// connection fails before any answer: a pooled connection the server
+    /// closed as idle just as it was reused, which a loaded machine makes
+    /// likely. The key makes a repeat of a create harmless; other repeats
+    /// answer for themselves (an approve of a done task is a 409).
+    pub async fn post_retrying(&self, path: &str, body: Value, key: &str) -> (reqwest::StatusCode, Value) {
+        let mut failures = 0;
+        loop {
+            let sent = self
+                .http
+                .post(format!("{}{path}", self.base))
+                .header("idempotency-key", key)
+                .json(&body)
+                .send()
+                .await;
+            match sent {
+                Ok(response) => {
+                    let status = response.status();
+                    return (status, response.json().await.unwrap_or(Value::Null));
+                }
+                Err(e) if failures < 3 && e.is_request() => {
+                    failures += 1;
+                    eprintln!("POST {path}: {e}; sending it again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("POST {path}: {e}"),
+            }
+        }
+    }
+
     pub async fn create_project(&self) -> String {
         let (status, project) = self
             .post("/api/v1/projects", json!({"name": "distributed"}))

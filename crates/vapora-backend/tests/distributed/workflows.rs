@@ -16,7 +16,13 @@ use crate::replicas::replica;
 /// Starts a run of the `feature` template.
 async fn start_run(api: Api<'_>, project: &str, feature: &str) -> Value {
     let body = json!({ "project_id": project, "template": "feature", "inputs": { "feature": feature } });
-    let (status, run) = api.post("/api/v1/workflows", body).await;
+    let (status, run) = api
+        .post_retrying(
+            "/api/v1/workflows",
+            body,
+            &format!("run-{project}-{}", feature.replace(' ', "-")),
+        )
+        .await;
     assert_eq!(status, 201, "{run}");
     run
 }
@@ -47,7 +53,7 @@ async fn approve_reviews(apis: &[Api<'_>], project: &str) -> usize {
         .map(|(i, task)| async move {
             let id = task["id"].as_str().unwrap();
             let (status, body) = apis[i % apis.len()]
-                .post(&format!("/api/v1/tasks/{id}/approve"), json!({}))
+                .post_retrying(&format!("/api/v1/tasks/{id}/approve"), json!({}), id)
                 .await;
             assert!(status == 200 || status == 409, "approve {id}: {status} {body}");
         })
