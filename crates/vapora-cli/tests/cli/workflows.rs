@@ -84,8 +84,12 @@ async fn run_watch_follows_the_feature_template_through_approval_to_done() {
         finished.stderr.contains(&format!("vapora task approve {review}")),
         "{finished:#?}"
     );
+    // Moves within one 20 ms window reach the watch as one change (the
+    // backend coalesces a run's updates), so design may go straight from
+    // queued to done here.
     assert!(
-        finished.stderr.contains("stage design: queued → running"),
+        finished.stderr.contains("stage design: queued → running")
+            || finished.stderr.contains("stage design: queued → done"),
         "{finished:#?}"
     );
     assert!(finished.stderr.contains("run ") && finished.stderr.contains(" done"));
