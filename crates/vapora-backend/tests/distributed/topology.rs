@@ -310,7 +310,7 @@ async fn the_production_topology_rides_out_seeded_faults() {
     deployment.topology.kill_backend(0);
     let killed = Instant::now();
     all_ids.extend(deployment.create_all(&[1], &project, rest.to_vec()).await);
-    deployment.api(1).wait_all_done(&project, &all_ids, 30).await;
+    deployment.api(1).wait_all_done(&project, &all_ids, 90).await;
     eprintln!(
         "backend 0 killed after {kill_after} of 400 creates: all done {:.1?} after the kill",
         killed.elapsed()
