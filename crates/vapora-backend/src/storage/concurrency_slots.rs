@@ -6,7 +6,7 @@ use serde_json::json;
 use vapora_shared::TaskId;
 
 use super::codec::{from_record, to_content};
-use super::tasks::{StoredTask, TaskWrite};
+use super::tasks::TaskWrite;
 use super::{Database, StorageError, Transaction};
 
 /// How a write into a concurrency key's slot ended.
@@ -34,13 +34,7 @@ impl Database {
         key: &str,
         limit: u32,
     ) -> Result<SlotWrite, StorageError> {
-        let stored = StoredTask {
-            task: write.next.clone(),
-            rev: write.expected_rev + 1,
-            history: write.history.clone(),
-            queued_on: write.queued_on.clone(),
-            dispatch_seq: write.dispatch_seq,
-        };
+        let stored = write.stored();
         let sql = "BEGIN TRANSACTION;
             UPSERT type::record('concurrency_guard', $key) SET writes = (writes ?? 0) + 1 RETURN NONE;
             LET $held = array::len(SELECT VALUE id FROM task WITH INDEX task_concurrency

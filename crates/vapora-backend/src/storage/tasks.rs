@@ -66,6 +66,17 @@ impl TaskWrite {
         write
     }
 
+    /// The record as the write leaves it: the next revision.
+    pub(super) fn stored(&self) -> StoredTask {
+        StoredTask {
+            task: self.next.clone(),
+            rev: self.expected_rev + 1,
+            history: self.history.clone(),
+            queued_on: self.queued_on.clone(),
+            dispatch_seq: self.dispatch_seq,
+        }
+    }
+
     /// Moves the write on to `next`, recording the status move if any.
     pub fn then(&mut self, next: Task) {
         self.history.extend(Transition::between(Some(&self.next), &next));
@@ -291,13 +302,7 @@ impl Database {
         let items = writes
             .iter()
             .map(|write| {
-                let stored = StoredTask {
-                    task: write.next.clone(),
-                    rev: write.expected_rev + 1,
-                    history: write.history.clone(),
-                    queued_on: write.queued_on.clone(),
-                    dispatch_seq: write.dispatch_seq,
-                };
+                let stored = write.stored();
                 Ok(json!({ "id": write.next.id, "rev": write.expected_rev, "content": to_content(&stored)? }))
             })
             .collect::<Result<Vec<_>, StorageError>>()?;
