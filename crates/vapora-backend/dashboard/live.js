@@ -30,8 +30,15 @@ export function closeSocket() {
   const ws = state.ws;
   state.ws = null;
   if (ws) {
-    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
-    try { ws.close(1000, 'switching'); } catch (_) { /* closed */ }
+    ws.onmessage = ws.onclose = ws.onerror = null;
+    if (ws.readyState === WebSocket.CONNECTING) {
+      // Closing a socket still in its handshake makes the browser report a
+      // failed connection; let it open, then close it quietly.
+      ws.onopen = () => ws.close(1000, 'switching');
+    } else {
+      ws.onopen = null;
+      try { ws.close(1000, 'switching'); } catch (_) { /* closed */ }
+    }
   }
   setConnection('closed', 'offline');
 }
