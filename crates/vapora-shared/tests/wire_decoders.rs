@@ -139,6 +139,21 @@ fn the_real_messages_decode() {
     }
 }
 
+/// A cost the default float parser of `serde_json` read back one unit in
+/// the last place off (found by `real_messages_with_one_value_changed`):
+/// relayed costs must be the ones the agent reported.
+#[test]
+fn costs_survive_a_relay_exactly() {
+    let mut message = real_messages()[2].clone();
+    message["result"]["cost_usd"] = serde_json::json!(1.665_021_500_769_104_1e18);
+    let bytes = serde_json::to_vec(&message).unwrap();
+    let report = decode::<TaskReport>(&bytes).expect("a report");
+    let TaskReport::Succeeded { result, .. } = report else {
+        panic!("{report:?}")
+    };
+    assert_eq!(result.cost_usd.to_bits(), 1.665_021_500_769_104_1e18_f64.to_bits());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2_000))]
 
