@@ -54,27 +54,12 @@ impl RoleCatalog {
         let mut retries = BTreeMap::new();
         for (name, entry) in file.roles {
             let role = Role::parse(&name)?;
-            let bounds = [
-                (
-                    "max_attempts",
-                    entry.retries.max_attempts,
-                    1,
-                    vapora_shared::task::MAX_ATTEMPTS,
-                ),
-                (
-                    "retry_backoff_secs",
-                    entry.retries.retry_backoff_secs,
-                    0,
-                    vapora_shared::task::MAX_RETRY_BACKOFF_SECS,
-                ),
-            ];
-            for (field, value, min, max) in bounds {
-                if let Some(value) = value.filter(|v| !(min..=max).contains(v)) {
-                    return Err(RoleCatalogError::Retry(format!(
-                        "role {name}: {field} must be between {min} and {max}, got {value}"
-                    )));
-                }
-            }
+            vapora_shared::task::validate_run_settings(
+                None,
+                entry.retries.max_attempts,
+                entry.retries.retry_backoff_secs,
+            )
+            .map_err(|e| RoleCatalogError::Retry(format!("role {name}: {e}")))?;
             retries.insert(role.clone(), entry.retries);
             prompts.insert(role, entry.system_prompt);
         }

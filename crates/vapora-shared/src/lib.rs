@@ -14,6 +14,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod new_task;
 pub mod project;
+pub mod prompt;
 pub mod role;
 pub mod schedule;
 pub mod task;
@@ -29,11 +30,12 @@ pub use event::{Event, TaskProgress};
 pub use ids::{AgentId, ProjectId, ScheduleId, TaskId, WorkflowId};
 pub use new_task::NewTask;
 pub use project::{NewProject, Project, ProjectPatch};
+pub use prompt::{PromptContext, RejectTask, Rejection, UpstreamResult};
 pub use role::{DEFAULT_ROLES, Role, RoleError};
 pub use schedule::{NewSchedule, Schedule};
 pub use task::{
-    Priority, PromptContext, RejectTask, Rejection, TIMED_OUT, Task, TaskPatch, TaskResult, TaskStatus,
-    TransitionError, UPSTREAM_FAILED, UpstreamPolicy, UpstreamResult, ValidationError,
+    Priority, TIMED_OUT, Task, TaskPatch, TaskResult, TaskStatus, TransitionError, UPSTREAM_FAILED,
+    UpstreamPolicy, ValidationError,
 };
 pub use workflow::{StageTemplate, WorkflowTemplate};
 pub use workflow_run::{NewWorkflow, StageOf, StageRun, WorkflowRun, WorkflowStatus};

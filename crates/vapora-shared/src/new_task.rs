@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::task::{
-    DEFAULT_RETRY_BACKOFF_SECS, MAX_ATTEMPTS, MAX_DESCRIPTION_LEN, MAX_RETRY_BACKOFF_SECS, MAX_TIMEOUT_SECS,
-    MAX_TITLE_LEN, ValidationError, validate_text,
+    DEFAULT_RETRY_BACKOFF_SECS, MAX_DESCRIPTION_LEN, MAX_TITLE_LEN, ValidationError, validate_run_settings,
+    validate_text,
 };
 use crate::{Priority, ProjectId, Role, Task, TaskId, TaskStatus, UpstreamPolicy};
 
@@ -84,34 +84,11 @@ impl NewTask {
     pub fn into_task(self, now: DateTime<Utc>) -> Result<Task, ValidationError> {
         validate_text("title", &self.title, MAX_TITLE_LEN, false)?;
         validate_text("description", &self.description, MAX_DESCRIPTION_LEN, true)?;
-        if let Some(secs) = self.timeout_secs
-            && !(1..=MAX_TIMEOUT_SECS).contains(&secs)
-        {
-            return Err(ValidationError {
-                field: "timeout_secs",
-                reason: format!("must be between 1 and {MAX_TIMEOUT_SECS} seconds, got {secs}"),
-            });
-        }
+        validate_run_settings(self.timeout_secs, self.max_attempts, self.retry_backoff_secs)?;
         if self.depends_on.len() > MAX_DEPENDENCIES {
             return Err(ValidationError {
                 field: "depends_on",
                 reason: format!("at most {MAX_DEPENDENCIES} tasks, got {}", self.depends_on.len()),
-            });
-        }
-        if let Some(n) = self.max_attempts
-            && !(1..=MAX_ATTEMPTS).contains(&n)
-        {
-            return Err(ValidationError {
-                field: "max_attempts",
-                reason: format!("must be between 1 and {MAX_ATTEMPTS}, got {n}"),
-            });
-        }
-        if let Some(secs) = self.retry_backoff_secs
-            && secs > MAX_RETRY_BACKOFF_SECS
-        {
-            return Err(ValidationError {
-                field: "retry_backoff_secs",
-                reason: format!("must be at most {MAX_RETRY_BACKOFF_SECS} seconds, got {secs}"),
             });
         }
         let concurrency =

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{AgentId, ProjectId, Role, TaskId};
+use crate::{AgentId, ProjectId, Rejection, Role, TaskId, UpstreamResult};
 
 pub const MAX_TITLE_LEN: usize = 500;
 pub const MAX_DESCRIPTION_LEN: usize = 64 * 1024;
@@ -262,109 +262,6 @@ pub enum UpstreamPolicy {
     Wait,
 }
 
-/// A finished dependency's result, as its dependent's agent sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct UpstreamResult {
-    pub task_id: TaskId,
-    pub title: String,
-    pub role: Role,
-    pub output: String,
-    /// Its workflow stage, when it is one: what `{{ stages.NAME.output }}`
-    /// in the dependent's prompt names.
-    #[serde(default)]
-    pub stage: Option<String>,
-}
-
-/// A result in review that a person rejected, and their comment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Rejection {
-    /// The attempt whose result was rejected.
-    pub attempt: u32,
-    pub comment: String,
-    /// That attempt's output, as the model wrote it.
-    pub previous_output: String,
-    pub at: DateTime<Utc>,
-}
-
-/// Body of `POST /api/v1/tasks/{id}/reject`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RejectTask {
-    /// What to change; the next attempt's prompt carries it. Not blank.
-    #[schema(min_length = 1, max_length = 16384)]
-    pub comment: String,
-}
-
-/// Something the model should know besides the task itself, such as a
-/// rejected output and the reviewer's comment: a heading and its text.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct PromptContext {
-    pub label: String,
-    pub text: String,
-}
-
-impl Task {
-    /// The description as the agent gets it: a workflow stage's
-    /// `{{ stages.NAME.output }}` placeholders filled with its dependencies'
-    /// results.
-    pub fn prompt_description(&self) -> std::borrow::Cow<'_, str> {
-        if self.workflow.is_none() || self.upstream.is_empty() {
-            return std::borrow::Cow::Borrowed(&self.description);
-        }
-        std::borrow::Cow::Owned(crate::workflow::render(
-            &self.description,
-            |placeholder| match placeholder {
-                crate::workflow::Placeholder::StageOutput(stage) => self
-                    .upstream
-                    .iter()
-                    .find(|done| done.stage.as_deref() == Some(stage))
-                    .map(|done| done.output.as_str()),
-                crate::workflow::Placeholder::Input(_) => None,
-            },
-        ))
-    }
-
-    /// What the next attempt's prompt carries besides title and
-    /// description.
-    pub fn prompt_context(&self) -> Vec<PromptContext> {
-        let named = crate::workflow::placeholders(&self.description);
-        let mut context: Vec<PromptContext> = self
-            .upstream
-            .iter()
-            // A result the description places itself is not repeated.
-            .filter(|done| {
-                done.stage
-                    .as_deref()
-                    .is_none_or(|stage| !named.contains(&crate::workflow::Placeholder::StageOutput(stage)))
-            })
-            .map(|done| PromptContext {
-                label: format!(
-                    "Result of the {} task \"{}\", which this task builds on",
-                    done.role, done.title
-                ),
-                text: done.output.clone(),
-            })
-            .collect();
-        let Some(rejection) = &self.rejection else {
-            return context;
-        };
-        context.extend([
-            PromptContext {
-                label: format!(
-                    "Your previous answer (attempt {}), which was rejected",
-                    rejection.attempt
-                ),
-                text: rejection.previous_output.clone(),
-            },
-            PromptContext {
-                label: "The reviewer's comment: address it in a new answer".into(),
-                text: rejection.comment.clone(),
-            },
-        ]);
-        context
-    }
-}
-
 /// A field that failed validation, reported to clients as a 422.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
@@ -398,6 +295,35 @@ pub fn validate_text(
             field,
             reason: format!("must be at most {max_len} bytes, got {}", value.len()),
         });
+    }
+    Ok(())
+}
+
+/// Checks the run settings a task may have, wherever they are set (a
+/// task, a workflow stage, a role's defaults), against the same bounds.
+pub fn validate_run_settings(
+    timeout_secs: Option<u32>,
+    max_attempts: Option<u32>,
+    retry_backoff_secs: Option<u32>,
+) -> Result<(), ValidationError> {
+    let bounds = [
+        ("timeout_secs", timeout_secs, 1, MAX_TIMEOUT_SECS, " seconds"),
+        ("max_attempts", max_attempts, 1, MAX_ATTEMPTS, ""),
+        (
+            "retry_backoff_secs",
+            retry_backoff_secs,
+            0,
+            MAX_RETRY_BACKOFF_SECS,
+            " seconds",
+        ),
+    ];
+    for (field, value, min, max, unit) in bounds {
+        if let Some(value) = value.filter(|v| !(min..=max).contains(v)) {
+            return Err(ValidationError {
+                field,
+                reason: format!("must be between {min} and {max}{unit}, got {value}"),
+            });
+        }
     }
     Ok(())
 }

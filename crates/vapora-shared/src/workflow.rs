@@ -17,7 +17,9 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::task::{MAX_DESCRIPTION_LEN, MAX_TITLE_LEN, ValidationError, validate_text};
+use crate::task::{
+    MAX_DESCRIPTION_LEN, MAX_TITLE_LEN, ValidationError, validate_run_settings, validate_text,
+};
 use crate::{Role, UpstreamPolicy};
 
 /// Most stages one template may have.
@@ -258,30 +260,8 @@ impl WorkflowTemplate {
             }
         }
         // The bounds a task has, checked here so that a run never fails half-made.
-        let task_limits = [
-            (
-                "timeout_secs",
-                stage.timeout_secs,
-                1,
-                crate::task::MAX_TIMEOUT_SECS,
-            ),
-            ("max_attempts", stage.max_attempts, 1, crate::task::MAX_ATTEMPTS),
-            (
-                "retry_backoff_secs",
-                stage.retry_backoff_secs,
-                0,
-                crate::task::MAX_RETRY_BACKOFF_SECS,
-            ),
-        ];
-        for (field, value, min, max) in task_limits {
-            if let Some(value) = value
-                && !(min..=max).contains(&value)
-            {
-                return Err(at(format!(
-                    "{field} must be between {min} and {max}, got {value}"
-                )));
-            }
-        }
+        validate_run_settings(stage.timeout_secs, stage.max_attempts, stage.retry_backoff_secs)
+            .map_err(|e| at(e.to_string()))?;
         Ok(())
     }
 
