@@ -3,8 +3,8 @@
 //! One URL picks the engine: `surrealkv://path` (embedded, on disk — the
 //! default), `mem://` (embedded, for tests) or `ws://host:port` (a server).
 //! Records are stored from the serde form of the domain types; the schema
-//! below is defined (idempotently) at every start so that a bad write is
-//! refused by the database, not discovered later by a reader.
+//! (`schema.surql`) is defined (idempotently) at every start so that a bad
+//! write is refused by the database, not discovered later by a reader.
 
 mod api_keys;
 mod budgets;
@@ -12,6 +12,7 @@ mod codec;
 mod concurrency_slots;
 mod dead_letters;
 mod idempotency;
+mod new_tasks;
 mod projects;
 mod replica_leases;
 mod schedules;
@@ -24,12 +25,13 @@ mod workflows;
 pub use concurrency_slots::SlotWrite;
 pub use dead_letters::DeadLetter;
 pub use idempotency::{IdempotencyClaim, IdempotencyRecord};
+pub use new_tasks::{Companion, TaskInsert};
 pub use projects::{ProjectDelete, StoredProject};
 pub use schedules::SlotClaim;
 pub use spend::RoleSpend;
 pub use task_history::{HistoryPage, StaleReport, Transition};
 pub use task_inserts::TaskInserts;
-pub use tasks::{Companion, StoredTask, TaskFilter, TaskInsert, TaskWrite};
+pub use tasks::{StoredTask, TaskFilter, TaskWrite};
 pub use workflows::{RunFilter, StoredRun};
 
 use std::future::IntoFuture;
@@ -42,202 +44,8 @@ use surrealdb::engine::any::Any;
 const NAMESPACE: &str = "vapora";
 const DATABASE: &str = "vapora";
 
-const SCHEMA: &str = r#"
-DEFINE TABLE OVERWRITE project SCHEMAFULL;
-DEFINE FIELD OVERWRITE name ON project TYPE string;
-DEFINE FIELD OVERWRITE description ON project TYPE string;
-DEFINE FIELD OVERWRITE created_at ON project TYPE string;
-DEFINE FIELD OVERWRITE updated_at ON project TYPE string;
--- Optimistic-concurrency revision, as on tasks. Projects stored before it
--- existed have none and are read as revision 0.
-DEFINE FIELD OVERWRITE rev ON project TYPE int DEFAULT 0;
--- Guards between adding tasks and deleting their project. The engines'
--- snapshot isolation only catches write-write conflicts, so a task insert
--- that checks its project exists and a delete that checks the project has
--- no active task could both commit (write skew). Each insert writes one of
--- the project's guard records (picked by task id) and a delete writes them
--- all: the two conflict, while inserts conflict with each other only when
--- they pick the same guard. See `storage::projects::GUARDS`.
-DEFINE TABLE OVERWRITE project_guard SCHEMAFULL;
-DEFINE FIELD OVERWRITE writes ON project_guard TYPE int DEFAULT 0;
-
-DEFINE TABLE OVERWRITE task SCHEMAFULL;
-DEFINE FIELD OVERWRITE project_id ON task TYPE string;
-DEFINE FIELD OVERWRITE title ON task TYPE string;
-DEFINE FIELD OVERWRITE description ON task TYPE string;
-DEFINE FIELD OVERWRITE role ON task TYPE string;
-DEFINE FIELD OVERWRITE priority ON task TYPE string
-    ASSERT $value IN ['low', 'medium', 'high', 'critical'];
-DEFINE FIELD OVERWRITE status ON task TYPE string
-    ASSERT $value IN ['todo', 'waiting', 'queued', 'running', 'review', 'done', 'failed', 'cancelled'];
-DEFINE FIELD OVERWRITE requires_approval ON task TYPE bool;
-DEFINE FIELD OVERWRITE attempt ON task TYPE int;
-DEFINE FIELD OVERWRITE assigned_agent ON task TYPE option<string>;
-DEFINE FIELD OVERWRITE result ON task TYPE option<object>;
-DEFINE FIELD OVERWRITE result.output ON task TYPE string;
-DEFINE FIELD OVERWRITE result.provider ON task TYPE string;
-DEFINE FIELD OVERWRITE result.model ON task TYPE string;
-DEFINE FIELD OVERWRITE result.tokens_in ON task TYPE int;
-DEFINE FIELD OVERWRITE result.tokens_out ON task TYPE int;
-DEFINE FIELD OVERWRITE result.cost_usd ON task TYPE number;
-DEFINE FIELD OVERWRITE result.attempts ON task TYPE int DEFAULT 1;
-DEFINE FIELD OVERWRITE result.output_truncated ON task TYPE bool DEFAULT false;
-DEFINE FIELD OVERWRITE error ON task TYPE option<string>;
-DEFINE FIELD OVERWRITE created_at ON task TYPE string;
-DEFINE FIELD OVERWRITE updated_at ON task TYPE string;
-DEFINE FIELD OVERWRITE dispatched_at ON task TYPE option<string>;
-DEFINE FIELD OVERWRITE started_at ON task TYPE option<string>;
-DEFINE FIELD OVERWRITE finished_at ON task TYPE option<string>;
--- The latest result a person sent back from review, and why.
-DEFINE FIELD OVERWRITE rejection ON task TYPE option<object>;
-DEFINE FIELD OVERWRITE rejection.attempt ON task TYPE int;
-DEFINE FIELD OVERWRITE rejection.comment ON task TYPE string;
-DEFINE FIELD OVERWRITE rejection.previous_output ON task TYPE string;
-DEFINE FIELD OVERWRITE rejection.at ON task TYPE string;
-DEFINE FIELD OVERWRITE timeout_secs ON task TYPE option<int>;
--- Dependencies: what must be done first, what still is not, what to do
--- if one fails, and the results handed on (see `services::waiting`).
-DEFINE FIELD OVERWRITE depends_on ON task TYPE array<string> DEFAULT [];
-DEFINE FIELD OVERWRITE waiting_on ON task TYPE array<string> DEFAULT [];
-DEFINE FIELD OVERWRITE on_upstream_failure ON task TYPE string DEFAULT 'fail'
-    ASSERT $value IN ['fail', 'wait'];
-DEFINE FIELD OVERWRITE upstream ON task TYPE array<object> DEFAULT [];
-DEFINE FIELD OVERWRITE upstream[*].task_id ON task TYPE string;
-DEFINE FIELD OVERWRITE upstream[*].title ON task TYPE string;
-DEFINE FIELD OVERWRITE upstream[*].role ON task TYPE string;
-DEFINE FIELD OVERWRITE upstream[*].output ON task TYPE string;
-DEFINE FIELD OVERWRITE upstream[*].stage ON task TYPE option<string>;
--- Not queued before `run_at`; failed attempts retried by themselves up to
--- `max_attempts`, after a backoff that doubles (see `services::waiting`).
-DEFINE FIELD OVERWRITE run_at ON task TYPE option<string>;
-DEFINE FIELD OVERWRITE max_attempts ON task TYPE int DEFAULT 1;
-DEFINE FIELD OVERWRITE retry_backoff_secs ON task TYPE int DEFAULT 5;
--- The workflow run and stage the task is (see `crate::workflows`).
-DEFINE FIELD OVERWRITE workflow ON task TYPE option<object>;
-DEFINE FIELD OVERWRITE workflow.run_id ON task TYPE string;
-DEFINE FIELD OVERWRITE workflow.stage ON task TYPE string;
-DEFINE FIELD OVERWRITE workflow.dependents ON task TYPE array<string> DEFAULT [];
--- Concurrency keys: at most `limit` tasks of a key queued or running
--- (see `Database::replace_task_in_slot`, and its guard records).
-DEFINE FIELD OVERWRITE concurrency ON task TYPE option<object>;
-DEFINE FIELD OVERWRITE concurrency.key ON task TYPE string;
-DEFINE FIELD OVERWRITE concurrency.limit ON task TYPE int;
-DEFINE FIELD OVERWRITE waiting_for_slot ON task TYPE bool DEFAULT false;
-DEFINE INDEX OVERWRITE task_concurrency ON task FIELDS concurrency.key;
-DEFINE TABLE OVERWRITE concurrency_guard SCHEMAFULL;
-DEFINE FIELD OVERWRITE writes ON concurrency_guard TYPE int DEFAULT 0;
--- Optimistic-concurrency revision: every write must name the revision it read.
-DEFINE FIELD OVERWRITE rev ON task TYPE int;
--- The backend replica whose in-memory queue holds the task while it waits
--- for dispatch (see `crate::replicas`).
-DEFINE FIELD OVERWRITE queued_on ON task TYPE option<string>;
--- Where JetStream stored the current attempt (its stream sequence), once
--- the dispatch mark is written: how `broker::reconciler` finds lost ones.
-DEFINE FIELD OVERWRITE dispatch_seq ON task TYPE option<int>;
-DEFINE INDEX OVERWRITE task_project ON task FIELDS project_id;
-DEFINE INDEX OVERWRITE task_status ON task FIELDS status;
-DEFINE INDEX OVERWRITE task_role ON task FIELDS role;
--- The board's and dashboards' most common filter.
-DEFINE INDEX OVERWRITE task_project_status ON task FIELDS project_id, status;
-
--- Every status change of the task, oldest first, written by the same
--- compare-and-set that makes the change: the audit trail that shows a task
--- was finished exactly once, whoever (replica, worker, person) moved it.
--- Kept in the record rather than a table of its own: a row per move cost a
--- statement per move (measured: 0.17 ms against 0.03 ms in the record).
-DEFINE FIELD OVERWRITE history ON task TYPE array<object> DEFAULT [];
-DEFINE FIELD OVERWRITE history[*].from_status ON task TYPE option<string>;
-DEFINE FIELD OVERWRITE history[*].to_status ON task TYPE string;
-DEFINE FIELD OVERWRITE history[*].attempt ON task TYPE int;
-DEFINE FIELD OVERWRITE history[*].agent ON task TYPE option<string>;
-DEFINE FIELD OVERWRITE history[*].at ON task TYPE string;
--- Earlier builds kept the history in a `task_transition` table written by
--- events; the events go (they would keep writing it), the rows stay.
-REMOVE EVENT IF EXISTS record_transition ON task;
-REMOVE EVENT IF EXISTS forget_transitions ON task;
-
--- Worker reports that arrived for an attempt the task was no longer on.
-DEFINE TABLE OVERWRITE stale_report SCHEMAFULL;
-DEFINE FIELD OVERWRITE task ON stale_report TYPE string;
-DEFINE FIELD OVERWRITE attempt ON stale_report TYPE int;
-DEFINE FIELD OVERWRITE kind ON stale_report TYPE string;
-DEFINE FIELD OVERWRITE agent ON stale_report TYPE string;
-DEFINE FIELD OVERWRITE at ON stale_report TYPE string;
--- The whole result (JSON) when it came before its own worker's `started`.
-DEFINE FIELD OVERWRITE report ON stale_report TYPE option<string>;
-DEFINE INDEX OVERWRITE stale_report_task ON stale_report FIELDS task;
-
--- Attempts JetStream gave up on after its delivery limit (broker mode).
-DEFINE TABLE OVERWRITE dead_letter SCHEMAFULL;
-DEFINE FIELD OVERWRITE task_id ON dead_letter TYPE string;
-DEFINE FIELD OVERWRITE attempt ON dead_letter TYPE int;
-DEFINE FIELD OVERWRITE role ON dead_letter TYPE string;
-DEFINE FIELD OVERWRITE deliveries ON dead_letter TYPE int;
-DEFINE FIELD OVERWRITE stream_seq ON dead_letter TYPE int;
-DEFINE FIELD OVERWRITE at ON dead_letter TYPE string;
-
--- API keys (see `auth::keys`), keyed by their public id: the HMAC of the
--- secret, never the secret.
-DEFINE TABLE OVERWRITE api_key SCHEMAFULL;
-DEFINE FIELD OVERWRITE name ON api_key TYPE string;
-DEFINE FIELD OVERWRITE role ON api_key TYPE string ASSERT $value IN ['admin', 'member', 'viewer'];
-DEFINE FIELD OVERWRITE projects ON api_key TYPE array<string> DEFAULT [];
-DEFINE FIELD OVERWRITE hash ON api_key TYPE string;
-DEFINE FIELD OVERWRITE created_at ON api_key TYPE string;
-DEFINE FIELD OVERWRITE last_used_at ON api_key TYPE option<string>;
-DEFINE FIELD OVERWRITE expires_at ON api_key TYPE option<string>;
-DEFINE FIELD OVERWRITE revoked_at ON api_key TYPE option<string>;
-
--- Creates made with an `Idempotency-Key` (see `crate::idempotency`), keyed by
--- a hash of the caller's key id, the route and the client's key; times in
--- Unix milliseconds.
-DEFINE TABLE OVERWRITE idempotency SCHEMAFULL;
-DEFINE FIELD OVERWRITE fingerprint ON idempotency TYPE string;
-DEFINE FIELD OVERWRITE claimed_at ON idempotency TYPE int;
-DEFINE FIELD OVERWRITE expires_at ON idempotency TYPE int;
-DEFINE FIELD OVERWRITE status ON idempotency TYPE option<int>;
-DEFINE FIELD OVERWRITE response ON idempotency TYPE option<string>;
-DEFINE INDEX OVERWRITE idempotency_expiry ON idempotency FIELDS expires_at;
-
--- One per live backend replica, renewed while it runs; expiry by the
--- database's clock, so replicas' clocks need not agree.
-DEFINE TABLE OVERWRITE replica_lease SCHEMAFULL;
-DEFINE FIELD OVERWRITE expires_at ON replica_lease TYPE datetime;
-
--- Workflow templates made over the API, keyed by name (those of
--- `config/workflows.toml` are read from the file). The template whole, as
--- JSON: `WorkflowTemplate::validate` checks its shape before it is stored.
-DEFINE TABLE OVERWRITE workflow_template SCHEMAFULL;
-DEFINE FIELD OVERWRITE body ON workflow_template TYPE string;
-
--- Workflow runs (see `crate::workflows`). Schemaless for `inputs`, whose
--- keys are the template's; the fields that are queried are typed.
-DEFINE TABLE OVERWRITE workflow_run SCHEMALESS;
-DEFINE FIELD OVERWRITE project_id ON workflow_run TYPE string;
-DEFINE FIELD OVERWRITE template ON workflow_run TYPE string;
-DEFINE FIELD OVERWRITE status ON workflow_run TYPE string
-    ASSERT $value IN ['running', 'awaiting_approval', 'failed', 'done', 'cancelled'];
-DEFINE FIELD OVERWRITE stages ON workflow_run TYPE array<object>;
-DEFINE FIELD OVERWRITE rev ON workflow_run TYPE int;
-DEFINE INDEX OVERWRITE workflow_run_project ON workflow_run FIELDS project_id;
-
--- Recurring schedules (see `crate::workflows::schedules`). `due_ms` is the
--- next slot in Unix milliseconds, what the tick compares and claims on.
--- Schemaless for the task or workflow body each slot starts.
-DEFINE TABLE OVERWRITE schedule SCHEMALESS;
-DEFINE FIELD OVERWRITE project_id ON schedule TYPE string;
-DEFINE FIELD OVERWRITE cron ON schedule TYPE string;
-DEFINE FIELD OVERWRITE due_ms ON schedule TYPE int;
-DEFINE FIELD OVERWRITE fired ON schedule TYPE int DEFAULT 0;
-DEFINE FIELD OVERWRITE skipped ON schedule TYPE int DEFAULT 0;
-DEFINE INDEX OVERWRITE schedule_due ON schedule FIELDS due_ms;
-DEFINE INDEX OVERWRITE schedule_project ON schedule FIELDS project_id;
-
--- Spend per LLM budget in its current period, keyed by budget key.
-DEFINE TABLE OVERWRITE budget_spend SCHEMAFULL;
-DEFINE FIELD OVERWRITE period_start ON budget_spend TYPE string;
-DEFINE FIELD OVERWRITE spent_nanos ON budget_spend TYPE int;
-"#;
+/// Tables, fields and indexes (`schema.surql`), defined at every start.
+const SCHEMA: &str = include_str!("schema.surql");
 
 /// How long one database call may take unless configured otherwise.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
