@@ -151,7 +151,10 @@ fn costs_survive_a_relay_exactly() {
     let TaskReport::Succeeded { result, .. } = report else {
         panic!("{report:?}")
     };
-    assert_eq!(result.cost_usd.to_bits(), 1.665_021_500_769_104_1e18_f64.to_bits());
+    assert_eq!(
+        result.cost_usd.to_bits(),
+        1.665_021_500_769_104_1e18_f64.to_bits()
+    );
 }
 
 proptest! {
