@@ -23,8 +23,9 @@ pub struct NewSchedule {
     #[serde(default)]
     #[schema(max_length = 500)]
     pub name: Option<String>,
-    /// Five fields (minute hour day-of-month month day-of-week) or six
-    /// (seconds first), in UTC; `@hourly`-style aliases too.
+    /// Five fields (minute hour day-of-month month day-of-week), six
+    /// (seconds first) or seven (a year last), in UTC; `@hourly`-style
+    /// aliases too.
     #[schema(example = "0 9 * * 1-5")]
     pub cron: String,
     /// The task each slot creates (its `run_at` and `dispatch` are the
