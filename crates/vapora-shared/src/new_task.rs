@@ -124,6 +124,7 @@ impl NewTask {
             max_attempts: self.max_attempts.unwrap_or(1),
             retry_backoff_secs: self.retry_backoff_secs.unwrap_or(DEFAULT_RETRY_BACKOFF_SECS),
             workflow: None,
+            schedule_id: None,
             concurrency,
             waiting_for_slot: false,
         })

@@ -215,6 +215,9 @@ pub struct Task {
     /// The workflow run and stage this task is, if it is one.
     #[serde(default)]
     pub workflow: Option<crate::StageOf>,
+    /// The schedule whose slot created this task, if one did.
+    #[serde(default)]
+    pub schedule_id: Option<crate::ScheduleId>,
     /// At most `limit` tasks with this key are queued or running at once.
     #[serde(default)]
     pub concurrency: Option<crate::ConcurrencyLimit>,

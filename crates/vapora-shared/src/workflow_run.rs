@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{Priority, ProjectId, Role, TaskId, TaskStatus, WorkflowId};
+use crate::{Priority, ProjectId, Role, ScheduleId, TaskId, TaskStatus, WorkflowId};
 
 /// Body of `POST /api/v1/workflows`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -134,6 +134,9 @@ pub struct WorkflowRun {
     /// In the order they may run: each after its dependencies.
     pub stages: Vec<StageRun>,
     pub run_at: Option<DateTime<Utc>>,
+    /// The schedule whose slot started this run, if one did.
+    #[serde(default)]
+    pub schedule_id: Option<ScheduleId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,

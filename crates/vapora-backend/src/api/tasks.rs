@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 use utoipa::IntoParams;
-use vapora_shared::{NewTask, ProjectId, RejectTask, Role, Task, TaskId, TaskPatch, TaskStatus};
+use vapora_shared::{NewTask, ProjectId, RejectTask, Role, ScheduleId, Task, TaskId, TaskPatch, TaskStatus};
 
 use crate::api::extract::{Json, Path, Query, parse_id};
 use crate::api::paging::{PageQuery, page_limit};
@@ -31,6 +31,9 @@ pub struct ListQuery {
     status: Option<String>,
     #[param(value_type = Option<Role>)]
     role: Option<String>,
+    /// Only the tasks this schedule's slots started.
+    #[param(value_type = Option<ScheduleId>)]
+    schedule_id: Option<String>,
     /// The `next_cursor` of the previous page.
     #[param(value_type = Option<TaskId>)]
     cursor: Option<String>,
@@ -61,6 +64,11 @@ impl ListQuery {
                 .transpose()?,
             within: caller.scope().map(<[_]>::to_vec),
             status,
+            schedule_id: self
+                .schedule_id
+                .as_deref()
+                .map(|id| parse_id("schedule", id))
+                .transpose()?,
             role,
             after: self
                 .cursor

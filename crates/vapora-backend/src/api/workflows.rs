@@ -8,7 +8,9 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 use utoipa::IntoParams;
-use vapora_shared::{NewWorkflow, ProjectId, WorkflowId, WorkflowRun, WorkflowStatus, WorkflowTemplate};
+use vapora_shared::{
+    NewWorkflow, ProjectId, ScheduleId, WorkflowId, WorkflowRun, WorkflowStatus, WorkflowTemplate,
+};
 
 use crate::api::extract::{Json, Path, Query, parse_id};
 use crate::api::paging::page_limit;
@@ -29,6 +31,9 @@ pub struct ListQuery {
     project_id: Option<String>,
     #[param(value_type = Option<WorkflowStatus>)]
     status: Option<String>,
+    /// Only the runs this schedule's slots started.
+    #[param(value_type = Option<ScheduleId>)]
+    schedule_id: Option<String>,
     /// The `next_cursor` of the previous page.
     #[param(value_type = Option<WorkflowId>)]
     cursor: Option<String>,
@@ -54,6 +59,11 @@ impl ListQuery {
                 .transpose()?,
             within: caller.scope().map(<[_]>::to_vec),
             status,
+            schedule_id: self
+                .schedule_id
+                .as_deref()
+                .map(|id| parse_id("schedule", id))
+                .transpose()?,
             after: self
                 .cursor
                 .as_deref()

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use vapora_shared::{ProjectId, Role, Task, TaskId, TaskStatus};
+use vapora_shared::{ProjectId, Role, ScheduleId, Task, TaskId, TaskStatus};
 
 use super::codec::{COLUMNS, from_record, to_content};
 use super::{Database, StorageError, Transaction, Transition};
@@ -98,6 +98,8 @@ pub struct TaskFilter {
     pub within: Option<Vec<ProjectId>>,
     pub status: Option<TaskStatus>,
     pub role: Option<Role>,
+    /// Only the tasks this schedule's slots created.
+    pub schedule_id: Option<ScheduleId>,
     /// Only tasks created after this one (ids are time-ordered).
     pub after: Option<TaskId>,
     pub limit: usize,
@@ -222,6 +224,9 @@ impl Database {
         if filter.role.is_some() {
             conditions.push("role = $role");
         }
+        if filter.schedule_id.is_some() {
+            conditions.push("schedule_id = $schedule_id");
+        }
         if filter.after.is_some() {
             conditions.push("id > type::record('task', $after)");
         }
@@ -244,6 +249,7 @@ impl Database {
             "within": filter.within,
             "status": filter.status,
             "role": filter.role,
+            "schedule_id": filter.schedule_id,
             "after": filter.after,
             "limit": filter.limit,
         });

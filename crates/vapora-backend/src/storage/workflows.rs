@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use vapora_shared::{ProjectId, Task, WorkflowId, WorkflowRun, WorkflowStatus, WorkflowTemplate};
+use vapora_shared::{ProjectId, ScheduleId, Task, WorkflowId, WorkflowRun, WorkflowStatus, WorkflowTemplate};
 
 use super::codec::{COLUMNS, from_record, to_content};
 use super::{Companion, Database, StorageError, TaskInsert};
@@ -27,6 +27,8 @@ pub struct RunFilter {
     /// The caller's projects, when it is limited to some.
     pub within: Option<Vec<ProjectId>>,
     pub status: Option<WorkflowStatus>,
+    /// Only the runs this schedule's slots started.
+    pub schedule_id: Option<ScheduleId>,
     pub after: Option<WorkflowId>,
     pub limit: usize,
 }
@@ -117,6 +119,9 @@ impl Database {
         if filter.status.is_some() {
             conditions.push("status = $status");
         }
+        if filter.schedule_id.is_some() {
+            conditions.push("schedule_id = $schedule_id");
+        }
         if filter.after.is_some() {
             conditions.push("id > type::record('workflow_run', $after)");
         }
@@ -128,6 +133,7 @@ impl Database {
             "project_id": filter.project_id,
             "within": filter.within,
             "status": filter.status,
+            "schedule_id": filter.schedule_id,
             "after": filter.after,
             "limit": filter.limit,
         });

@@ -23,7 +23,7 @@ use super::templates::TemplateCatalog;
 use crate::error::AppError;
 use crate::events::EventBus;
 use crate::services::TaskService;
-use crate::storage::{Database, RunFilter, TaskInsert};
+use crate::storage::{Database, RunFilter, SlotClaim, TaskInsert};
 
 /// Lost compare-and-set races on one run tolerated before giving up.
 const MAX_RUN_RACES: usize = 32;
@@ -67,12 +67,15 @@ impl WorkflowService {
     }
 
     /// As [`Self::create`], claiming a schedule's slot in the same
-    /// transaction: `None` when the claim was lost and nothing was stored.
+    /// transaction (the run then names its schedule): `None` when the claim
+    /// was lost and nothing was stored.
     pub async fn create_claiming(
         &self,
         new: NewWorkflow,
-        claim: Option<serde_json::Value>,
+        claim: Option<&SlotClaim>,
     ) -> Result<Option<WorkflowRun>, AppError> {
+        let schedule_id = claim.map(|c| c.id);
+        let claim = claim.map(SlotClaim::to_value).transpose()?;
         let template = self.templates.get(&new.template).await?.ok_or_else(|| {
             AppError::unprocessable(
                 "unknown_template",
@@ -133,6 +136,7 @@ impl WorkflowService {
             status: WorkflowStatus::of(stages.iter().map(|s| s.status)),
             stages,
             run_at: new.run_at,
+            schedule_id,
             created_at: now,
             updated_at: now,
             finished_at: None,

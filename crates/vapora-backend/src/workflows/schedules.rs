@@ -242,15 +242,15 @@ impl ScheduleService {
         claim: &SlotClaim,
         now: DateTime<Utc>,
     ) -> Result<Option<String>, AppError> {
-        let claim = claim.to_value()?;
         if let Some(task) = &schedule.task {
             let mut request = task.clone();
             request.dispatch = true;
             self.tasks.apply_role_defaults(&mut request);
-            let task = request.into_task(now)?;
+            let mut task = request.into_task(now)?;
+            task.schedule_id = Some(schedule.id);
             let also = Companion {
                 create: None,
-                claim: Some(claim),
+                claim: Some(claim.to_value()?),
             };
             return Ok(self
                 .tasks

@@ -79,6 +79,34 @@ async fn a_schedule_every_second_fires_once_per_slot_across_two_replicas() {
         tasks.len(),
         "nothing fires after the delete"
     );
+
+    // Each task names its schedule, and the schedule's tasks can be listed
+    // apart from the project's others.
+    assert!(
+        tasks.iter().all(|t| t["schedule_id"] == every_second["id"]),
+        "{tasks:?}"
+    );
+    let by_hand = a
+        .create_task(&project["id"], json!({ "title": "not scheduled" }))
+        .await;
+    assert!(by_hand["schedule_id"].is_null(), "{by_hand}");
+    let (status, page) = b
+        .get(&format!(
+            "/api/v1/tasks?schedule_id={}&limit=500",
+            every_second["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let listed: BTreeSet<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    let made: BTreeSet<&str> = tasks.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(listed, made, "the schedule's tasks, and only those");
+    let (status, refused) = a.get("/api/v1/tasks?schedule_id=yesterday").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,6 +178,25 @@ async fn a_schedule_can_start_workflow_runs_and_bad_schedules_are_refused() {
         !page["items"].as_array().unwrap().is_empty(),
         "a slot started a run"
     );
+    let started = page["items"].as_array().unwrap();
+    assert!(
+        started.iter().all(|r| r["schedule_id"] == runs["id"]),
+        "{started:?}"
+    );
+    let (_, by_schedule) = app
+        .get(&format!(
+            "/api/v1/workflows?schedule_id={}",
+            runs["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(by_schedule["items"].as_array().unwrap().len(), started.len());
+    let (_, by_another) = app
+        .get(&format!(
+            "/api/v1/workflows?schedule_id={}",
+            vapora_shared::ScheduleId::new()
+        ))
+        .await;
+    assert_eq!(by_another["items"], json!([]), "{by_another}");
 
     let task = json!({ "project_id": project["id"], "title": "t", "role": "developer" });
     let refused = [
