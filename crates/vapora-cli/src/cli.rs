@@ -1,15 +1,17 @@
 //! The command line: every subcommand, flag and its help text, as clap
 //! derive types. Nothing here talks to the server.
 
+mod schedules;
 mod workflows;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
-use vapora_shared::{Priority, ProjectId, Role, RoleError, TaskId};
+use vapora_shared::{Priority, ProjectId, Role, RoleError, ScheduleId, TaskId};
 
-pub use workflows::{ListWorkflows, RunWorkflow, WorkflowCommand};
+pub use schedules::{ScheduleCommand, ScheduledRun, ScheduledTask};
+pub use workflows::{ListWorkflows, RunWorkflow, WorkflowBody, WorkflowCommand};
 
 use crate::exit::EXIT_CODES_HELP;
 
@@ -82,6 +84,10 @@ pub enum Command {
     /// one task each.
     #[command(subcommand)]
     Workflow(WorkflowCommand),
+    /// Start tasks or workflow runs on a cron schedule; list, show and
+    /// delete schedules.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// List the registered agents.
     Agents(PageArgs),
     /// Spend per role and the configured budgets.
@@ -196,6 +202,31 @@ pub enum TaskCommand {
 
 #[derive(Debug, Args)]
 pub struct CreateTask {
+    #[command(flatten)]
+    pub body: TaskBody,
+    /// A task of the same project that must be done first (repeat for
+    /// more): the task waits, and its agent gets their results.
+    #[arg(long = "depends-on", value_name = "TASK_ID")]
+    pub depends_on: Vec<TaskId>,
+    /// If a dependency fails or is cancelled: fail too, or wait for it to
+    /// be retried.
+    #[arg(long, value_enum, default_value = "fail")]
+    pub on_upstream_failure: UpstreamArg,
+    /// Not before this instant (RFC 3339, e.g. 2026-12-24T08:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub run_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Leave the task in todo instead of queueing it.
+    #[arg(long)]
+    pub todo: bool,
+    /// Follow the task once created, as `task watch` does.
+    #[arg(long, conflicts_with = "todo")]
+    pub watch: bool,
+}
+
+/// What a task is and how it runs: the flags `task create` and `schedule
+/// task` share.
+#[derive(Debug, Args)]
+pub struct TaskBody {
     /// The project the task belongs to.
     #[arg(long, value_name = "PROJECT_ID")]
     pub project: ProjectId,
@@ -218,17 +249,6 @@ pub struct CreateTask {
     /// fails as timed out (1 to 86400).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u32>,
-    /// A task of the same project that must be done first (repeat for
-    /// more): the task waits, and its agent gets their results.
-    #[arg(long = "depends-on", value_name = "TASK_ID")]
-    pub depends_on: Vec<TaskId>,
-    /// If a dependency fails or is cancelled: fail too, or wait for it to
-    /// be retried.
-    #[arg(long, value_enum, default_value = "fail")]
-    pub on_upstream_failure: UpstreamArg,
-    /// Not before this instant (RFC 3339, e.g. 2026-12-24T08:00:00Z).
-    #[arg(long, value_name = "TIME")]
-    pub run_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Retry a failed attempt by itself until this many attempts (1 to 20).
     #[arg(long, value_name = "N")]
     pub max_attempts: Option<u32>,
@@ -241,12 +261,30 @@ pub struct CreateTask {
     /// Slots of --concurrency-key (1 by default).
     #[arg(long, value_name = "N", requires = "concurrency_key")]
     pub concurrency_limit: Option<u32>,
-    /// Leave the task in todo instead of queueing it.
-    #[arg(long)]
-    pub todo: bool,
-    /// Follow the task once created, as `task watch` does.
-    #[arg(long, conflicts_with = "todo")]
-    pub watch: bool,
+}
+
+impl TaskBody {
+    /// The request body: queued at once, no dependencies, no `run_at`
+    /// (the caller sets those it has).
+    pub fn into_new_task(self) -> vapora_shared::NewTask {
+        vapora_shared::NewTask {
+            project_id: self.project,
+            title: self.title,
+            description: self.description,
+            role: self.role,
+            priority: self.priority.into(),
+            requires_approval: self.requires_approval,
+            dispatch: true,
+            timeout_secs: self.timeout,
+            depends_on: Vec::new(),
+            on_upstream_failure: vapora_shared::UpstreamPolicy::default(),
+            run_at: None,
+            max_attempts: self.max_attempts,
+            retry_backoff_secs: self.retry_backoff_secs,
+            concurrency_key: self.concurrency_key,
+            concurrency_limit: self.concurrency_limit,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -260,6 +298,9 @@ pub struct ListTasks {
     /// Only tasks for this agent role.
     #[arg(long, value_parser = parse_role)]
     pub role: Option<Role>,
+    /// Only the tasks this schedule created.
+    #[arg(long, value_name = "SCHEDULE_ID")]
+    pub schedule: Option<ScheduleId>,
     #[command(flatten)]
     pub page: PageArgs,
 }

@@ -2,8 +2,9 @@
 //! slots starts, a task or a workflow run.
 //!
 //! Each slot fires once, whatever the number of backend replicas: what it
-//! starts has an id derived from the schedule and the slot, so a second
-//! start of the same slot is refused by the database. A slot missed while
+//! starts is stored in the same transaction that moves the schedule past
+//! the slot, and only if the schedule is still due at it, so a second
+//! start of the same slot stores nothing. A slot missed while
 //! no backend ran is fired late, once, when a backend next looks; of
 //! several missed slots only the latest is (the others are counted in
 //! `skipped`): a schedule catches up, it does not replay an outage.

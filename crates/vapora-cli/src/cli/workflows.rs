@@ -1,10 +1,13 @@
 //! The `vapora workflow …` command line: starting, listing, following,
 //! cancelling and retrying workflow runs, and reading the templates.
 
-use clap::{Args, Subcommand, ValueEnum};
-use vapora_shared::{ProjectId, WorkflowId};
+use std::collections::BTreeMap;
 
-use super::{PageArgs, PriorityArg};
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Subcommand, ValueEnum};
+use vapora_shared::{NewWorkflow, ProjectId, ScheduleId, WorkflowId};
+
+use super::{Cli, PageArgs, PriorityArg};
 use crate::exit::EXIT_CODES_HELP;
 
 #[derive(Debug, Subcommand)]
@@ -47,6 +50,21 @@ pub enum WorkflowCommand {
 
 #[derive(Debug, Args)]
 pub struct RunWorkflow {
+    #[command(flatten)]
+    pub body: WorkflowBody,
+    /// Not before this instant (RFC 3339, e.g. 2026-12-24T08:00:00Z): the
+    /// first stages wait until then.
+    #[arg(long, value_name = "TIME")]
+    pub run_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Follow the run once started, as `workflow watch` does.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+/// Which template to run, where and with what: the flags `workflow run`
+/// and `schedule workflow` share.
+#[derive(Debug, Args)]
+pub struct WorkflowBody {
     /// The template's name (see `vapora workflow templates`).
     pub template: String,
     /// The project the run belongs to.
@@ -55,16 +73,34 @@ pub struct RunWorkflow {
     /// A value for one of the template's inputs (repeat for each).
     #[arg(long = "input", value_name = "NAME=VALUE", value_parser = parse_input)]
     pub inputs: Vec<(String, String)>,
-    /// Not before this instant (RFC 3339, e.g. 2026-12-24T08:00:00Z): the
-    /// first stages wait until then.
-    #[arg(long, value_name = "TIME")]
-    pub run_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Every stage's priority.
     #[arg(long, value_enum, default_value = "medium")]
     pub priority: PriorityArg,
-    /// Follow the run once started, as `workflow watch` does.
-    #[arg(long)]
-    pub watch: bool,
+}
+
+impl WorkflowBody {
+    /// The request body, starting at once (the caller sets `run_at`); an
+    /// input given twice is a usage error (exit 2), as clap's own.
+    pub fn into_new_workflow(self) -> NewWorkflow {
+        let mut inputs = BTreeMap::new();
+        for (name, value) in self.inputs {
+            if inputs.insert(name.clone(), value).is_some() {
+                Cli::command()
+                    .error(
+                        ErrorKind::ArgumentConflict,
+                        format!("--input {name} is given twice"),
+                    )
+                    .exit();
+            }
+        }
+        NewWorkflow {
+            project_id: self.project,
+            template: self.template,
+            inputs,
+            run_at: None,
+            priority: self.priority.into(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +111,9 @@ pub struct ListWorkflows {
     /// Only runs with this status.
     #[arg(long, value_enum)]
     pub status: Option<WorkflowStatusArg>,
+    /// Only the runs this schedule started.
+    #[arg(long, value_name = "SCHEDULE_ID")]
+    pub schedule: Option<ScheduleId>,
     #[command(flatten)]
     pub page: PageArgs,
 }
@@ -142,8 +181,8 @@ mod tests {
         let Command::Workflow(WorkflowCommand::Run(run)) = Cli::try_parse_from(args).unwrap().command else {
             panic!("not a workflow run");
         };
-        assert_eq!(run.inputs.len(), 2);
-        assert_eq!(run.inputs[1], ("extra".into(), "x y".into()));
+        assert_eq!(run.body.inputs.len(), 2);
+        assert_eq!(run.body.inputs[1], ("extra".into(), "x y".into()));
         assert!(run.watch);
     }
 }

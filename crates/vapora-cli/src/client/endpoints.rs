@@ -5,7 +5,10 @@ use chrono::{DateTime, Utc};
 use reqwest::Method;
 use serde::Serialize;
 use serde_json::json;
-use vapora_shared::{Agent, NewTask, NewWorkflow, Project, ProjectId, Task, TaskId, WorkflowId, WorkflowRun};
+use vapora_shared::{
+    Agent, NewSchedule, NewTask, NewWorkflow, Project, ProjectId, Schedule, ScheduleId, Task, TaskId,
+    WorkflowId, WorkflowRun,
+};
 
 use super::wire::{Board, BudgetReport, IssuedKey, KeyInfo, Page, TemplateInfo};
 use super::{ApiClient, ApiError, Reply, query};
@@ -16,6 +19,7 @@ pub struct TaskQuery {
     pub project: Option<ProjectId>,
     pub status: Option<String>,
     pub role: Option<String>,
+    pub schedule: Option<ScheduleId>,
     pub limit: Option<u16>,
     pub cursor: Option<String>,
 }
@@ -25,6 +29,7 @@ pub struct TaskQuery {
 pub struct WorkflowQuery {
     pub project: Option<ProjectId>,
     pub status: Option<String>,
+    pub schedule: Option<ScheduleId>,
     pub limit: Option<u16>,
     pub cursor: Option<String>,
 }
@@ -87,6 +92,7 @@ impl ApiClient {
             ("project_id", q.project.map(|p| p.to_string())),
             ("status", q.status),
             ("role", q.role),
+            ("schedule_id", q.schedule.map(|s| s.to_string())),
         ]);
         pairs.extend(page_query(q.limit, q.cursor));
         let url = self.url(&["tasks"], &pairs);
@@ -121,6 +127,7 @@ impl ApiClient {
         let mut pairs = query([
             ("project_id", q.project.map(|p| p.to_string())),
             ("status", q.status),
+            ("schedule_id", q.schedule.map(|s| s.to_string())),
         ]);
         pairs.extend(page_query(q.limit, q.cursor));
         let url = self.url(&["workflows"], &pairs);
@@ -153,6 +160,30 @@ impl ApiClient {
     pub async fn get_template(&self, name: &str) -> Result<Reply<TemplateInfo>, ApiError> {
         let url = self.url(&["workflow-templates", name], &[]);
         self.call(Method::GET, url, None).await
+    }
+
+    pub async fn create_schedule(&self, new: &NewSchedule) -> Result<Reply<Schedule>, ApiError> {
+        let body = serde_json::to_value(new).expect("a NewSchedule always serializes");
+        let url = self.url(&["schedules"], &[]);
+        self.call(Method::POST, url, Some(&body)).await
+    }
+
+    /// Every schedule the key may see (of one project); not paged.
+    pub async fn list_schedules(&self, project: Option<ProjectId>) -> Result<Reply<Vec<Schedule>>, ApiError> {
+        let q = query([("project_id", project.map(|p| p.to_string()))]);
+        let url = self.url(&["schedules"], &q);
+        self.call(Method::GET, url, None).await
+    }
+
+    pub async fn get_schedule(&self, id: ScheduleId) -> Result<Reply<Schedule>, ApiError> {
+        let url = self.url(&["schedules", &id.to_string()], &[]);
+        self.call(Method::GET, url, None).await
+    }
+
+    /// The deleted schedule, as it was.
+    pub async fn delete_schedule(&self, id: ScheduleId) -> Result<Reply<Schedule>, ApiError> {
+        let url = self.url(&["schedules", &id.to_string()], &[]);
+        self.call(Method::DELETE, url, None).await
     }
 
     pub async fn list_agents(

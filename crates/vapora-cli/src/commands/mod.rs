@@ -6,6 +6,7 @@ mod budgets;
 mod events;
 mod keys;
 mod projects;
+mod schedules;
 mod tasks;
 mod workflows;
 
@@ -59,6 +60,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Project(command) => projects::run(&ctx, command).await,
         Command::Task(command) => tasks::run(&ctx, command).await,
         Command::Workflow(command) => workflows::run(&ctx, command).await,
+        Command::Schedule(command) => schedules::run(&ctx, command).await,
         Command::Agents(page) => agents::run(&ctx, page).await,
         Command::Budgets { project } => budgets::run(&ctx, project).await,
         Command::Keys(command) => keys::run(&ctx, command).await,

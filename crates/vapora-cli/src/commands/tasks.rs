@@ -30,29 +30,20 @@ pub async fn run(ctx: &Ctx, command: TaskCommand) -> anyhow::Result<Exit> {
 }
 
 async fn create(ctx: &Ctx, args: CreateTask) -> anyhow::Result<Exit> {
+    let project = args.body.project;
     let new = NewTask {
-        project_id: args.project,
-        title: args.title,
-        description: args.description,
-        role: args.role,
-        priority: args.priority.into(),
-        requires_approval: args.requires_approval,
         dispatch: !args.todo,
-        timeout_secs: args.timeout,
         depends_on: args.depends_on,
         on_upstream_failure: args.on_upstream_failure.into(),
         run_at: args.run_at,
-        max_attempts: args.max_attempts,
-        retry_backoff_secs: args.retry_backoff_secs,
-        concurrency_key: args.concurrency_key,
-        concurrency_limit: args.concurrency_limit,
+        ..args.body.into_new_task()
     };
     if !args.watch {
         let reply = ctx.client.create_task(&new).await?;
         return ctx.print(&reply, |t| print_table(table_of(std::slice::from_ref(t))));
     }
     // Subscribed before the task exists: not even its first chunk is missed.
-    let feed = EventFeed::open(&ctx.client, Some(args.project), None).await?;
+    let feed = EventFeed::open(&ctx.client, Some(project), None).await?;
     let created = ctx.client.create_task(&new).await?;
     output::note(format!("created task {}", created.body.id));
     watch::follow(&ctx.client, feed, created, ctx.json).await
@@ -63,6 +54,7 @@ async fn list(ctx: &Ctx, args: ListTasks) -> anyhow::Result<Exit> {
         project: args.project,
         status: args.status.as_ref().map(value_name),
         role: args.role.map(|r| r.as_str().to_owned()),
+        schedule: args.schedule,
         limit: args.page.limit,
         cursor: args.page.cursor,
     };

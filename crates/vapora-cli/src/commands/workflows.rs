@@ -1,15 +1,13 @@
 //! `vapora workflow …`: run a template, list, show, watch, cancel and retry
 //! runs, and list the templates.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use clap::CommandFactory;
-use clap::error::ErrorKind;
 use comfy_table::Table;
 use vapora_shared::{NewWorkflow, StageRun, WorkflowId, WorkflowRun};
 
 use super::Ctx;
-use crate::cli::{Cli, ListWorkflows, RunWorkflow, WorkflowCommand, value_name};
+use crate::cli::{ListWorkflows, RunWorkflow, WorkflowCommand, value_name};
 use crate::client::events::EventFeed;
 use crate::client::wire::{TemplateInfo, TemplateStage};
 use crate::client::{Reply, WorkflowQuery};
@@ -44,32 +42,18 @@ pub async fn run(ctx: &Ctx, command: WorkflowCommand) -> anyhow::Result<Exit> {
 }
 
 async fn start(ctx: &Ctx, args: RunWorkflow) -> anyhow::Result<Exit> {
-    let mut inputs = BTreeMap::new();
-    for (name, value) in args.inputs {
-        if inputs.insert(name.clone(), value).is_some() {
-            // A usage error (exit 2), as clap's own.
-            Cli::command()
-                .error(
-                    ErrorKind::ArgumentConflict,
-                    format!("--input {name} is given twice"),
-                )
-                .exit();
-        }
-    }
     let new = NewWorkflow {
-        project_id: args.project,
-        template: args.template,
-        inputs,
         run_at: args.run_at,
-        priority: args.priority.into(),
+        ..args.body.into_new_workflow()
     };
+    let project = new.project_id;
     if !args.watch {
         let reply = ctx.client.create_workflow(&new).await?;
         return ctx.print(&reply, show);
     }
     // Subscribed before the run exists: not even its first stage's start
     // is missed.
-    let feed = EventFeed::open(&ctx.client, Some(args.project), None).await?;
+    let feed = EventFeed::open(&ctx.client, Some(project), None).await?;
     let run = ctx.client.create_workflow(&new).await?;
     watch::follow_run(&ctx.client, feed, run, &|r| printed(ctx, r)).await
 }
@@ -78,6 +62,7 @@ async fn list(ctx: &Ctx, args: ListWorkflows) -> anyhow::Result<Exit> {
     let query = WorkflowQuery {
         project: args.project,
         status: args.status.as_ref().map(value_name),
+        schedule: args.schedule,
         limit: args.page.limit,
         cursor: args.page.cursor,
     };

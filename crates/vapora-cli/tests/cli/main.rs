@@ -8,6 +8,7 @@ mod events;
 mod keys;
 mod projects;
 mod reconnect;
+mod schedules;
 mod support;
 mod tasks;
 mod watch;
