@@ -86,6 +86,7 @@ impl ListQuery {
         (status = 403, description = "A viewer key", body = ErrorBody),
         (status = 404, description = "No such project within the key's reach", body = ErrorBody),
         (status = 409, description = "The first request with this `Idempotency-Key` is still running", body = ErrorBody),
+        (status = 422, description = "An unknown template or project, or a missing or undeclared input", body = ErrorBody),
     ))]
 pub async fn create(
     State(state): State<SharedState>,

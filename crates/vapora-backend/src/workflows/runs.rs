@@ -91,6 +91,7 @@ impl WorkflowService {
         for index in template.run_order()? {
             let stage = &template.stages[index];
             let mut task = self.stage_task(&template, index, &new, &ids, now)?;
+            task.schedule_id = schedule_id;
             task.workflow = Some(StageOf {
                 run_id,
                 stage: stage.name.clone(),

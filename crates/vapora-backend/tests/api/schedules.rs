@@ -190,6 +190,21 @@ async fn a_schedule_can_start_workflow_runs_and_bad_schedules_are_refused() {
         ))
         .await;
     assert_eq!(by_schedule["items"].as_array().unwrap().len(), started.len());
+    let (_, stage_tasks) = app
+        .get(&format!(
+            "/api/v1/tasks?schedule_id={}&limit=500",
+            runs["id"].as_str().unwrap()
+        ))
+        .await;
+    let stages: usize = started
+        .iter()
+        .map(|r| r["stages"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(
+        stage_tasks["items"].as_array().unwrap().len(),
+        stages,
+        "each run's stage tasks name the schedule too"
+    );
     let (_, by_another) = app
         .get(&format!(
             "/api/v1/workflows?schedule_id={}",

@@ -9,6 +9,8 @@ use crate::support::spawn_backend;
 async fn a_task_schedule_fires_its_tasks_are_listed_by_schedule_and_delete_stops_it() {
     let app = spawn_backend().await;
     let project = app.project("cron").await;
+    // Not the schedule's: never listed by it.
+    let by_hand = app.todo_task(&project, &[]).await;
     let created = app
         .vapora(&[
             "--json",
@@ -54,6 +56,7 @@ async fn a_task_schedule_fires_its_tasks_are_listed_by_schedule_and_delete_stops
             .iter()
             .all(|t| t["schedule_id"] == id.as_str() && t["title"] == "tick")
     );
+    assert!(tasks.iter().all(|t| t["id"] != by_hand.as_str()), "{page}");
     let table = app.vapora(&["task", "list", "--schedule", &id]).await;
     assert_eq!(table.ok().matches("tick").count() as u64, fired, "{table:#?}");
 
@@ -69,6 +72,18 @@ async fn a_task_schedule_fires_its_tasks_are_listed_by_schedule_and_delete_stops
 async fn a_workflow_schedule_starts_runs_and_bad_schedules_are_refused() {
     let app = spawn_backend().await;
     let project = app.project("nightly").await;
+    // Not the schedule's: never listed by it.
+    app.vapora(&[
+        "workflow",
+        "run",
+        "feature",
+        "--project",
+        &project,
+        "--input",
+        "feature=by hand",
+    ])
+    .await
+    .ok();
     let created = app
         .vapora(&[
             "--json",
